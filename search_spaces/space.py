@@ -1,0 +1,104 @@
+"""SearchSpace: canonical parameter name -> spec, read from a config's ``search_space`` section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from optuna.trial import BaseTrial
+
+from hpstudy.search_spaces.catalog import PARAMETERS, per_layer_name
+from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.search_spaces.params import Fixed, ParamSpec, grid_of, parse_spec
+from hpstudy.study.errors import UserError, did_you_mean
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a study may try. Parameters not named take their catalog default."""
+
+    specs: Mapping[str, ParamSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ordered = {name: self.specs[name] for name in PARAMETERS if name in self.specs}
+        object.__setattr__(self, "specs", MappingProxyType(ordered))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SearchSpace:
+        """Parse and validate a ``search_space`` section; raise UserError naming the first problem."""
+        if isinstance(raw, SearchSpace):
+            return raw
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise UserError(
+                f"search_space must be a mapping of parameter names to specs (got {type(raw).__name__})"
+            )
+        specs = {}
+        for name, spec in raw.items():
+            if name not in PARAMETERS:
+                raise UserError(
+                    f"search_space: unknown parameter '{name}'{did_you_mean(str(name), PARAMETERS)}"
+                )
+            specs[name] = parse_spec(name, spec, PARAMETERS[name])
+        return cls(specs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config form, in catalog order; ``from_dict(to_dict())`` gives an equal space."""
+        return {name: spec.to_dict() for name, spec in self.specs.items()}
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        """Names of the parameters that vary between trials."""
+        return tuple(name for name, spec in self.specs.items() if not isinstance(spec, Fixed))
+
+    def spec(self, name: str) -> ParamSpec:
+        """The spec of ``name``: the configured one, or the catalog default as a fixed value."""
+        return self.specs.get(name, Fixed(PARAMETERS[name].default))
+
+    def sample(self, trial: BaseTrial, *, per_layer_units: bool = False) -> Hyperparams:
+        """Ask ``trial`` for every searched parameter and resolve the rest to fixed or default values.
+
+        With ``per_layer_units`` each hidden layer ``i`` gets its own width ``hidden_units_l{i}``,
+        drawn from the ``hidden_units`` spec.
+        """
+        values: dict[str, Any] = {}
+        for name in PARAMETERS:
+            if name == "hidden_units" and per_layer_units:
+                spec = self.spec(name)
+                for i in range(int(values["n_layers"])):
+                    layer = per_layer_name(i)
+                    values[layer] = spec.suggest(trial, layer)
+                continue
+            values[name] = self.spec(name).suggest(trial, name)
+        return Hyperparams.from_flat(values)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Optuna distributions of the searched parameters (shared widths only)."""
+        out = {}
+        for name, spec in self.specs.items():
+            dist = spec.to_distribution()
+            if dist is not None:
+                out[name] = dist
+        return out
+
+    def grid(self, *, per_layer_units: bool = False) -> dict[str, list[Any]]:
+        """The grid of every searched parameter, for Optuna's GridSampler."""
+        if per_layer_units and "hidden_units" in self.searched:
+            raise UserError(
+                "the grid sampler cannot search per-layer widths; set model.per_layer_units=false"
+            )
+        return {name: list(grid_of(name, self.specs[name])) for name in self.searched}
+
+    def describe(self) -> dict[str, str]:
+        """Name -> short text of each configured parameter, e.g. ``lr: 1e-05 .. 0.1 (log)``."""
+        return {name: spec.describe() for name, spec in self.specs.items()}

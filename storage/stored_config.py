@@ -1,0 +1,64 @@
+"""The study's own copy of its config, kept in the study's user attrs so `resume` needs nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from hpstudy.storage.urls import redact
+from hpstudy.study import __version__
+from hpstudy.study.config import StudyConfig
+from hpstudy.study.errors import UserError
+
+CONFIG_ATTR = "hpstudy_config"
+VERSION_ATTR = "hpstudy_version"
+
+
+def save_config(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Store ``cfg`` (with any storage password masked) and the hpstudy version on the study."""
+    stored = cfg.to_dict()
+    stored["storage"] = redact(cfg.storage)
+    study.set_user_attr(CONFIG_ATTR, stored)
+    study.set_user_attr(VERSION_ATTR, __version__)
+
+
+def has_stored_config(study: optuna.Study) -> bool:
+    """True when the study was created by hpstudy."""
+    return CONFIG_ATTR in study.user_attrs
+
+
+def stored_config(study: optuna.Study) -> StudyConfig:
+    """The config the study was created with; UserError when the study was not made by hpstudy."""
+    raw = study.user_attrs.get(CONFIG_ATTR)
+    if raw is None:
+        raise UserError(
+            f"study '{study.study_name}' was not created by hpstudy (no stored config); "
+            "run it with `hpstudy run CONFIG --study-name NAME` instead"
+        )
+    return StudyConfig.from_dict(raw)
+
+
+def first_difference(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str | None:
+    """The dotted key of the first place two config dicts differ, with both values, or None."""
+    for key in sorted(set(stored) | set(wanted)):
+        here = f"{prefix}{key}"
+        old, new = stored.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found = first_difference(old, new, f"{here}.")
+            if found:
+                return found
+        elif old != new:
+            return f"{here}: stored {old!r}, now {new!r}"
+    return None
+
+
+def check_same_config(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Refuse to continue ``study`` with a config that is not the one it was created with."""
+    difference = first_difference(stored_config(study).identity(), cfg.identity())
+    if difference:
+        raise UserError(
+            f"study '{study.study_name}' exists with a different config ({difference}); "
+            f"continue it as stored with `hpstudy resume --study-name {study.study_name}`, "
+            "or choose a new --study-name"
+        )

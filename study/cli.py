@@ -1,0 +1,289 @@
+"""The `hpstudy` command: parse arguments, call the function that does the work, map errors to exit codes.
+
+Exit codes: 0 done, 1 unexpected failure, 2 user mistake (one-line message), 130 interrupted
+(Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from hpstudy.study import __version__
+from hpstudy.study.errors import UserError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+PIPED_WIDTH = 160
+
+Handler = Callable[[argparse.Namespace, Console], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's own usage error (exit 2)
+        return int(exc.code or 0)
+    _quiet_libraries()
+    console = make_console()
+    try:
+        return args.handler(args, console)
+    except UserError as exc:
+        print(f"hpstudy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hpstudy: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def make_console() -> Console:
+    """Rich console for stdout: the terminal's width, or a wide fixed one when piped to a file."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PIPED_WIDTH)
+    return console
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="hpstudy",
+        description="Hyperparameter studies for PyTorch models, built on Optuna.",
+    )
+    parser.add_argument("--version", action="version", version=f"hpstudy {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    run = _command(commands, "run", _cmd_run, "start a study, or continue it to its target")
+    run.add_argument("config", nargs="?", type=Path, help="YAML config file (default: the default preset)")
+    run.add_argument("--preset", help="start from a named preset (see `hpstudy spaces`)")
+    run.add_argument("--study-name", help="study name (default: from the config)")
+    run.add_argument("--storage", help=f"storage URL (default: from the config, {DEFAULT_STORAGE})")
+    _run_limits(run)
+    run.add_argument("--seed", type=int, help="study seed: sampler, data split and trial seeds")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key, e.g. --set search_space.lr.high=0.5 (repeatable)",
+    )
+
+    resume = _command(commands, "resume", _cmd_resume, "continue a study from its stored config")
+    _study_flags(resume)
+    _run_limits(resume)
+
+    listing = _command(commands, "list", _cmd_list, "studies in a storage, with trial counts")
+    listing.add_argument("--storage", default=DEFAULT_STORAGE, help="storage URL")
+
+    best = _command(commands, "best", _cmd_best, "the best trial of a study")
+    _study_flags(best)
+    best.add_argument("--json", action="store_true", help="print JSON")
+
+    export = _command(commands, "export", _cmd_export, "one row per trial, as CSV or JSON")
+    _study_flags(export)
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
+    export.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+
+    _command(commands, "spaces", _cmd_spaces, "the presets and their search spaces")
+    return parser
+
+
+def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def _study_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--study-name", help="study name (may be left out when the storage holds one study)")
+    sub.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+
+
+def _run_limits(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--n-trials", type=int, help="target total of finished trials, counted across runs")
+    sub.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    sub.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+
+
+def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "study.n_trials": args.n_trials,
+        "study.timeout": args.timeout,
+        "train.device": args.device,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.study.config import load_config
+    from hpstudy.study.runner import run_study
+
+    values = {
+        **_limit_values(args),
+        **{
+            key: value
+            for key, value in {
+                "study.name": args.study_name,
+                "storage": args.storage,
+                "study.seed": args.seed,
+            }.items()
+            if value is not None
+        },
+    }
+    cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values)
+    return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage)
+
+
+def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.study.runner import resume_study
+
+    name = _study_name(args)
+    return _run_and_summarize(
+        console,
+        lambda observer: resume_study(
+            storage_url=args.storage, study_name=name, overrides=_limit_values(args), observer=observer
+        ),
+        args.storage,
+    )
+
+
+def _run_and_summarize(console: Console, start: Callable[[Any], Any], storage_url: str) -> int:
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.console import ProgressView, print_run_summary
+    from hpstudy.study.runner import load_existing_study
+
+    view = ProgressView(console)
+    try:
+        result = start(view)
+    finally:
+        view.close()
+    study = load_existing_study(parse_storage_url(storage_url), result.study_name)
+    print_run_summary(console, result, study)
+    if result.interrupted:
+        console.print(
+            "Interrupted: the running trial was ended as failed; every finished trial is kept. "
+            f"Continue with: hpstudy resume --study-name {result.study_name} --storage {result.storage}"
+        )
+        return EXIT_INTERRUPTED
+    if result.stop_reason == "timeout":
+        console.print(f"Stopped at the timeout; continue with: hpstudy resume --study-name {result.study_name}")
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.reports.tables import study_rows
+    from hpstudy.storage.engine import open_storage
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.console import studies_table
+
+    location = parse_storage_url(args.storage)
+    if not location.exists:
+        raise UserError(f"no study database at '{location.sqlite_path}'; run `hpstudy run` first or pass --storage")
+    rows = study_rows(open_storage(location, create=False))
+    if not rows:
+        console.print(f"No studies in {location.display()}")
+        return EXIT_OK
+    console.print(studies_table(rows, storage=location.display()))
+    return EXIT_OK
+
+
+def _cmd_best(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.reports.tables import best_record
+
+    study = _open_study(args)
+    record = best_record(study)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return EXIT_OK
+    if record is None:
+        console.print(f"Study '{study.study_name}' has no complete trial yet")
+        return EXIT_OK
+    console.print(
+        f"Best of '{record['study']}': trial {record['trial']}, value {record['value']:.6g}"
+        + (f", val accuracy {record['val_accuracy']:.4f}" if record["val_accuracy"] is not None else "")
+    )
+    for name, value in record["params"].items():
+        console.print(f"  {name} = {value}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.reports.tables import export_text, trials_frame, write_export
+
+    if args.output is not None and not args.output.parent.is_dir():
+        raise UserError(f"-o {args.output}: directory '{args.output.parent}' does not exist; create it first")
+    frame = trials_frame(_open_study(args))
+    if args.output is None:
+        sys.stdout.write(export_text(frame, args.format))
+    else:
+        write_export(frame, args.format, args.output)
+        console.print(f"Wrote {len(frame)} trials to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_spaces(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from hpstudy.search_spaces.presets import PRESETS
+    from hpstudy.search_spaces.space import SearchSpace
+
+    for preset in PRESETS.values():
+        table = Table(title=f"{preset.name}: {preset.description}", title_justify="left", show_header=False)
+        table.add_column("parameter")
+        table.add_column("range")
+        for name, text in SearchSpace.from_dict(preset.config.get("search_space", {})).describe().items():
+            table.add_row(name, text)
+        console.print(table)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _study_name(args: argparse.Namespace) -> str:
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.runner import existing_study_names
+
+    if args.study_name:
+        return args.study_name
+    location = parse_storage_url(args.storage)
+    names = existing_study_names(location)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UserError(f"no study in {location.display()}; start one with `hpstudy run` or pass --storage")
+    raise UserError(f"{location.display()} holds several studies ({', '.join(names)}); pick one with --study-name")
+
+
+def _open_study(args: argparse.Namespace) -> Any:
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.runner import load_existing_study
+
+    return load_existing_study(parse_storage_url(args.storage), _study_name(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

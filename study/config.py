@@ -1,0 +1,357 @@
+"""StudyConfig: the one validated, frozen description of a study, and how it is read.
+
+A config comes from a preset, a YAML file (which may start from a preset with ``preset: NAME``),
+and ``--set key.path=value`` overrides, merged in that order and validated once. Every problem is
+a UserError with a one-line message that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PlainSerializer,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hpstudy.search_spaces.presets import DEFAULT_PRESET, get_preset
+from hpstudy.search_spaces.space import SearchSpace
+from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.optuna_parts import build_pruner, build_sampler
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
+PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+#: Keys that say how a run goes, not what the study is: they may differ between runs of one study.
+RUN_ONLY_KEYS = (
+    ("study", "n_trials"),
+    ("study", "timeout"),
+    ("study", "budget_epochs"),
+    ("storage",),
+    ("train", "device"),
+    ("data", "root"),
+    ("data", "download"),
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class SamplerConfig(_Section):
+    """Which Optuna sampler draws the params, with its keyword options (the seed comes from study.seed)."""
+
+    name: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrunerConfig(_Section):
+    """Which Optuna pruner stops weak trials early, with its keyword options."""
+
+    name: Literal[PRUNERS] = "median"  # type: ignore[valid-type]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StudySection(_Section):
+    """Name, goal and stopping rules of the study, and how it samples and prunes."""
+
+    name: str = Field(default="hpstudy", min_length=1, max_length=200)
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None
+    n_trials: PositiveInt = 20
+    timeout: NonNegativeFloat | None = None
+    budget_epochs: PositiveInt | None = None
+    seed: NonNegativeInt = 0
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+
+    @model_validator(mode="after")
+    def _direction_fits_metric(self) -> StudySection:
+        expected = "minimize" if self.metric == "val_loss" else "maximize"
+        if self.direction is None:
+            object.__setattr__(self, "direction", expected)
+        elif self.direction != expected:
+            raise ValueError(
+                f"study.direction '{self.direction}' does not fit metric '{self.metric}'; "
+                f"use direction: {expected}"
+            )
+        return self
+
+
+class DataSection(_Section):
+    """Which dataset, where it lives, and how the validation split is cut."""
+
+    dataset: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
+    root: str = "data"
+    download: bool = True
+    verify_checksums: bool = True
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    train_subset: PositiveInt | None = None
+    val_subset: PositiveInt | None = None
+
+
+class ModelSection(_Section):
+    """The model family; the searched params fill in its shape."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    per_layer_units: bool = False
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop a trial when validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: PositiveInt | None = None
+    min_delta: NonNegativeFloat = 0.0
+
+
+class SchedulerConfig(_Section):
+    """Learning-rate schedule: none, or ReduceLROnPlateau on validation loss."""
+
+    name: Literal["none", "plateau"] = "none"
+    factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    patience: NonNegativeInt = 2
+
+
+class TrainSection(_Section):
+    """How each trial trains: device, evaluation batch, early stopping, LR schedule."""
+
+    device: str = "auto"
+    eval_batch_size: PositiveInt = 4096
+    deterministic: bool = False
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError(f"unknown device '{value}'; use auto, cpu, cuda or cuda:N")
+        return value
+
+
+SearchSpaceField = Annotated[
+    SearchSpace,
+    BeforeValidator(SearchSpace.from_dict),
+    PlainSerializer(lambda space: space.to_dict(), return_type=dict),
+]
+
+
+class StudyConfig(_Section):
+    """Everything a study needs, validated. Build it with ``load_config`` or ``from_dict``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
+
+    study: StudySection = StudySection()
+    storage: str = DEFAULT_STORAGE
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    search_space: SearchSpaceField = SearchSpace()
+
+    @model_validator(mode="after")
+    def _parts_fit_together(self) -> StudyConfig:
+        build_sampler(self, seed=self.study.seed)
+        build_pruner(self.study.pruner)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``StudyConfig.from_dict(cfg.to_dict()) == cfg``."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StudyConfig:
+        """Validate a config dict (from a file, a preset or the study's stored copy)."""
+        try:
+            return cls.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise _as_user_error(exc) from None
+
+    def identity(self) -> dict[str, Any]:
+        """The config minus run-only keys: two runs with equal identities are the same study."""
+        out = copy.deepcopy(self.to_dict())
+        for path in RUN_ONLY_KEYS:
+            node = out
+            for key in path[:-1]:
+                node = node[key]
+            node.pop(path[-1], None)
+        return out
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> StudyConfig:
+        """A new config with dotted keys (``study.n_trials``) replaced, validated again."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(raw, key, value)
+        return StudyConfig.from_dict(raw)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """Parse YAML text, or raise UserError naming ``source`` and the line of the problem."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise UserError(f"{source}: not valid YAML{where} ({problem}); fix the syntax") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict; refuse a missing, unreadable or non-mapping file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' not found; check the path, or use --preset NAME")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file '{path}' cannot be read ({exc.__class__.__name__})") from None
+    raw = parse_yaml(text, source=f"config file '{path}'")
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else f"a {type(raw).__name__}"
+        raise UserError(
+            f"config file '{path}' is {kind}, not a mapping; "
+            f"write sections such as study:, data:, search_space:"
+        )
+    return raw
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``key.path=value`` and parse the value as YAML (``0.1`` a float, ``[a, b]`` a list)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.]*", key.strip()):
+        raise UserError(f"--set needs key.path=value, e.g. --set study.n_trials=50 (got '{item}')")
+    return key.strip(), parse_yaml(text, source=f"--set {key.strip()}") if text.strip() else ""
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    overrides: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> StudyConfig:
+    """Build the study config: preset (default when no file), then the file, then overrides.
+
+    ``overrides`` are ``key.path=value`` strings (the CLI's ``--set``); ``values`` are dotted keys
+    with typed values (the CLI's own flags, such as ``study.n_trials``), applied last.
+    """
+    raw: dict[str, Any] = {}
+    file_raw = read_config_file(path) if path is not None else None
+    preset_name = preset or (file_raw or {}).pop("preset", None)
+    if preset_name is None and file_raw is None:
+        preset_name = DEFAULT_PRESET
+    if preset_name is not None:
+        if not isinstance(preset_name, str):
+            raise UserError(f"preset must be a name (got {preset_name!r}); `hpstudy spaces` lists them")
+        raw = copy.deepcopy(dict(get_preset(preset_name).config))
+    if file_raw is not None:
+        _merge(raw, file_raw)
+    pairs = [*map(parse_override, overrides), *(values or {}).items()]
+    for key, value in pairs:
+        _set_dotted(raw, key, value)
+        options_key = key.replace(".name", ".options")
+        if key in _NAMED_PARTS and not any(k.startswith(options_key) for k, _ in pairs):
+            _set_dotted(raw, options_key, {})  # options belong to the part they were written for
+    return StudyConfig.from_dict(raw)
+
+
+_NAMED_PARTS = ("study.sampler.name", "study.pruner.name")
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Deep-merge ``extra`` into ``base``; a search_space entry is replaced whole, not merged."""
+    for key, value in extra.items():
+        if key == "search_space" and isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key].update(value)
+        elif key in ("sampler", "pruner") and isinstance(value, dict) and "options" not in value:
+            base[key] = value  # a new sampler or pruner does not inherit the old one's options
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise UserError(
+                f"--set {dotted}: '{prefix}' is a plain value ({child!r}), not a section; "
+                f"set '{prefix}' itself"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _as_user_error(exc: ValidationError) -> UserError:
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(str(p) for p in error["loc"])
+    where = ".".join(loc) or "config"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return UserError(f"unknown config key '{where}'{did_you_mean(loc[-1], allowed)}")
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return UserError(message if message.startswith(("study.", "data.", "train.")) else f"{where}: {message}")
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return UserError(f"{where}: unknown value {error['input']!r}; choose from {expected}")
+    got = error.get("input")
+    return UserError(f"{where}: {message[0].lower()}{message[1:]} (got {got!r})")
+
+
+def _allowed_keys(loc: Sequence[str]) -> list[str]:
+    model: Any = StudyConfig
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))

@@ -1,0 +1,157 @@
+"""What the CLI shows while a study runs and when it ends (rich progress bar and tables)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hpstudy.reports.tables import StudyRow
+from hpstudy.study import trial_attrs
+from hpstudy.study.runner import FINISHED_STATES, RunResult
+
+TOP_TRIALS = 5
+
+
+class ProgressView:
+    """A RunObserver that draws a progress bar on a terminal, or prints a line per trial elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._counts = {"pruned": 0, "failed": 0}
+
+    def started(self, study: optuna.Study, *, target: int, finished: int, device: str) -> None:
+        """Say what will run, then open the progress bar."""
+        todo = max(target - finished, 0)
+        self.console.print(
+            f"Study [bold]{study.study_name}[/]: {finished} of {target} trials finished; "
+            f"{'running ' + str(todo) + ' more' if todo else 'nothing left to run'} on {device}"
+        )
+        if todo and self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("trials"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._task = self._progress.add_task("trials", total=target, completed=finished, status="")
+            self._progress.start()
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Advance the bar (or print a line) with the best value so far and the pruned count."""
+        if trial.state == TrialState.PRUNED:
+            self._counts["pruned"] += 1
+        elif trial.state == TrialState.FAIL:
+            self._counts["failed"] += 1
+        best = _best_value(study)
+        status = f"best {_fmt(best)} · pruned {self._counts['pruned']}"
+        if self._counts["failed"]:
+            status += f" · failed {self._counts['failed']}"
+        if self._progress is not None:
+            finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+            self._progress.update(self._task, completed=finished, status=status)
+        else:
+            self.console.print(f"trial {trial.number} {_trial_outcome(trial)}; {status}", highlight=False)
+
+    def close(self) -> None:
+        """Remove the progress bar."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        return study.best_value
+    except ValueError:
+        return None
+
+
+def _trial_outcome(trial: FrozenTrial) -> str:
+    epochs = trial.user_attrs.get(trial_attrs.EPOCHS_RUN)
+    if trial.state == TrialState.COMPLETE:
+        return f"complete: value {_fmt(trial.value)} after {epochs} epochs"
+    if trial.state == TrialState.PRUNED:
+        return str(trial.user_attrs.get(trial_attrs.END_REASON, "pruned"))
+    return trial.state.name.lower()
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def print_run_summary(console: Console, result: RunResult, study: optuna.Study) -> None:
+    """The end of a run: top trials, counts, wall time and where everything is stored."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    top = sorted(trials, key=lambda t: t.value, reverse=reverse)[:TOP_TRIALS]
+    if top:
+        console.print(trials_table(top, title=f"Top {len(top)} of {len(trials)} complete trials"))
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
+    console.print(
+        f"{result.trials_this_run} trials this run in {result.wall_seconds:.1f} s; "
+        f"study has {counts or 'no trials'} ({result.finished} of {result.target} finished)"
+    )
+    if result.best_trial is not None:
+        best = result.best_trial
+        accuracy = best.user_attrs.get(trial_attrs.VAL_ACCURACY)
+        acc_text = f", val accuracy {accuracy:.4f}" if accuracy is not None else ""
+        console.print(f"Best: trial {best.number}, value {_fmt(best.value)}{acc_text}", highlight=False)
+    console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
+
+
+def trials_table(trials: Sequence[FrozenTrial], *, title: str) -> Table:
+    """A table of trials: number, value, accuracy, epochs, then every param."""
+    names = sorted({name for t in trials for name in t.params})
+    table = Table(title=title, title_justify="left")
+    for column in ("trial", "value", "val acc", "epochs", *names):
+        table.add_column(column, justify="right" if column not in names else "left")
+    for trial in trials:
+        attrs = trial.user_attrs
+        table.add_row(
+            str(trial.number),
+            _fmt(trial.value),
+            _fmt(attrs.get(trial_attrs.VAL_ACCURACY)),
+            f"{attrs.get(trial_attrs.EPOCHS_RUN, '-')}/{attrs.get(trial_attrs.EPOCHS_REQUESTED, '-')}",
+            *(_param_text(trial.params.get(name)) for name in names),
+        )
+    return table
+
+
+def _param_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def studies_table(rows: Sequence[StudyRow], *, storage: str) -> Table:
+    """`hpstudy list`: a study per row with trial counts by state and the best value."""
+    table = Table(title=f"Studies in {storage}", title_justify="left")
+    for column in ("study", "direction", "complete", "pruned", "failed", "running", "best value", "best trial"):
+        table.add_column(column, justify="left" if column in ("study", "direction") else "right")
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.direction,
+            *(str(row.counts.get(state, 0)) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")),
+            _fmt(row.best_value),
+            "-" if row.best_trial is None else str(row.best_trial),
+        )
+    return table

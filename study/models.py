@@ -1,0 +1,110 @@
+"""Models built from a trial's hyperparameters: an MLP or a small CNN, with the chosen initializer.
+
+Plain PyTorch; nothing here knows of Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from torch import nn
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
+
+ACTIVATIONS: Mapping[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+}
+
+_WEIGHT_INITS: Mapping[str, Callable[..., object]] = {
+    "normal": nn.init.normal_,
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "xavier_normal": nn.init.xavier_normal_,
+    "kaiming_uniform": nn.init.kaiming_uniform_,
+    "kaiming_normal": nn.init.kaiming_normal_,
+    "orthogonal": nn.init.orthogonal_,
+}
+#: Every initializer name: PyTorch's own ("default") plus the explicit ones.
+INITIALIZER_NAMES = ("default", *_WEIGHT_INITS)
+
+POOL_MIN_SIZE = 4  # max-pool a conv block's output only while it is at least this wide
+
+
+def build_model(hp: Hyperparams, *, kind: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """The model of ``kind`` ("mlp" or "cnn") for inputs ``(C, H, W)``, initialized as ``hp`` says."""
+    if kind == "mlp":
+        model = mlp(hp, in_features=math.prod(input_shape), n_classes=n_classes)
+    elif kind == "cnn":
+        model = cnn(hp, input_shape=input_shape, n_classes=n_classes)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    init_weights(model, hp.initializer, std=hp.init_std)
+    return model
+
+
+def mlp(hp: Hyperparams, *, in_features: int, n_classes: int) -> nn.Sequential:
+    """Flatten, then (Linear → BatchNorm? → activation → Dropout) per hidden layer, then Linear."""
+    return nn.Sequential(nn.Flatten(), *dense_stack(hp, in_features=in_features, n_classes=n_classes))
+
+
+def cnn(hp: Hyperparams, *, input_shape: tuple[int, ...], n_classes: int) -> nn.Sequential:
+    """``n_conv`` blocks (Conv → BatchNorm? → activation → MaxPool while wide enough), channels
+    doubling per block, then a dense head like the MLP's."""
+    in_channels, height, width = input_shape
+    layers: list[nn.Module] = []
+    channels = hp.channels
+    padding = hp.kernel_size // 2
+    for _ in range(hp.n_conv):
+        layers.append(
+            nn.Conv2d(in_channels, channels, hp.kernel_size, stride=hp.stride, padding=padding,
+                      bias=not hp.batch_norm)
+        )
+        if hp.batch_norm:
+            layers.append(nn.BatchNorm2d(channels))
+        layers.append(ACTIVATIONS[hp.activation]())
+        height = (height + 2 * padding - hp.kernel_size) // hp.stride + 1
+        width = (width + 2 * padding - hp.kernel_size) // hp.stride + 1
+        if min(height, width) >= POOL_MIN_SIZE:
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+        in_channels, channels = channels, channels * 2
+    layers.append(nn.Flatten())
+    layers += dense_stack(hp, in_features=in_channels * height * width, n_classes=n_classes)
+    return nn.Sequential(*layers)
+
+
+def dense_stack(hp: Hyperparams, *, in_features: int, n_classes: int) -> list[nn.Module]:
+    """The hidden dense layers of ``hp.hidden_units`` and the output layer."""
+    layers: list[nn.Module] = []
+    for width in hp.hidden_units:
+        layers.append(nn.Linear(in_features, width, bias=not hp.batch_norm))
+        if hp.batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(ACTIVATIONS[hp.activation]())
+        if hp.dropout > 0:
+            layers.append(nn.Dropout(hp.dropout))
+        in_features = width
+    layers.append(nn.Linear(in_features, n_classes))
+    return layers
+
+
+def init_weights(model: nn.Module, name: str, *, std: float = 0.01) -> None:
+    """Re-initialize every Linear and Conv2d weight with ``name`` (biases to zero).
+
+    ``default`` keeps PyTorch's own initialization; ``normal`` draws from N(0, std²).
+    """
+    if name == "default":
+        return
+    init = _WEIGHT_INITS[name]
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            if name == "normal":
+                init(module.weight, 0.0, std)
+            else:
+                init(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)

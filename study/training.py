@@ -1,0 +1,173 @@
+"""The training loop: build an optimizer, train one epoch, evaluate, repeat. Plain PyTorch.
+
+Nothing here knows of Optuna. ``fit`` is a generator that yields one ``EpochResult`` per epoch,
+so the caller decides after each epoch whether to go on (report, prune, checkpoint, stop).
+Losses and accuracies are summed on the device and read back once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch measured. ``epoch`` counts from 1."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    train_seconds: float
+    val_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the epoch: training plus validation."""
+        return self.train_seconds + self.val_seconds
+
+    @property
+    def finite(self) -> bool:
+        """False when training diverged: a NaN or infinite loss."""
+        return math.isfinite(self.train_loss) and math.isfinite(self.val_loss)
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when validation loss has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    patience: int
+    min_delta: float = 0.0
+    best: float = math.inf
+    bad_epochs: int = field(default=0)
+
+    def should_stop(self, val_loss: float) -> bool:
+        """Record this epoch's validation loss; True when patience has run out."""
+        if val_loss < self.best - self.min_delta:
+            self.best = val_loss
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
+    """The optimizer ``hp.optimizer`` names, with its lr, weight decay and (sgd, rmsprop) momentum."""
+    params = model.parameters()
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    if hp.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    if hp.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    raise ValueError(f"unknown optimizer {hp.optimizer!r}")
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """One pass over ``(x, y)`` in a shuffled order; returns (mean loss, accuracy).
+
+    Accuracy is measured on the training batches as they are seen (dropout on). A last batch of a
+    single sample is skipped: batch norm cannot train on one sample.
+    """
+    model.train()
+    n = len(x)
+    order = torch.randperm(n, device=x.device, generator=generator)
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    seen = 0
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        if len(index) < 2:
+            break
+        inputs, targets = x[index], y[index]
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        correct += (logits.argmax(dim=1) == targets).sum()
+        seen += len(index)
+    mean_loss, accuracy = (torch.stack([loss_sum, correct.to(loss_sum.dtype)]) / seen).tolist()
+    return mean_loss, accuracy
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``(x, y)`` in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), batch_size):
+        inputs, targets = x[start : start + batch_size], y[start : start + batch_size]
+        logits = model(inputs)
+        loss_sum += F.cross_entropy(logits.float(), targets, reduction="sum")
+        correct += (logits.argmax(dim=1) == targets).sum()
+    mean_loss, accuracy = (torch.stack([loss_sum, correct.to(loss_sum.dtype)]) / len(x)).tolist()
+    return mean_loss, accuracy
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    eval_batch_size: int = 4096,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None,
+    early_stopping: EarlyStopping | None = None,
+    start_epoch: int = 1,
+) -> Iterator[EpochResult]:
+    """Train for epochs ``start_epoch .. epochs`` on ``data = (x_train, y_train, x_val, y_val)``.
+
+    Yields an EpochResult after each epoch. Stops by itself after a non-finite loss (that epoch is
+    yielded first) or when ``early_stopping`` says so; the caller may stop at any time.
+    """
+    x_train, y_train, x_val, y_val = data
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_accuracy = train_epoch(
+            model, optimizer, x_train, y_train, batch_size=batch_size, generator=generator
+        )
+        trained = time.perf_counter()
+        val_loss, val_accuracy = evaluate(model, x_val, y_val, batch_size=eval_batch_size)
+        result = EpochResult(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=optimizer.param_groups[0]["lr"],
+            train_seconds=trained - started,
+            val_seconds=time.perf_counter() - trained,
+        )
+        yield result
+        if not result.finite:
+            return
+        if scheduler is not None:
+            scheduler.step(val_loss)
+        if early_stopping is not None and early_stopping.should_stop(val_loss):
+            return

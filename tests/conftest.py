@@ -1,0 +1,64 @@
+"""Shared fixtures: small real configs, real SQLite files, and a helper to run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpstudy.study.config import StudyConfig, load_config
+
+#: A space small enough that a trial takes a fraction of a second on digits.
+QUICK_SPACE: dict[str, Any] = {
+    "lr": {"low": 1e-3, "high": 1e-1, "log": True},
+    "batch_size": [64, 128],
+    "epochs": {"low": 2, "high": 4},
+    "n_layers": 1,
+    "hidden_units": {"low": 16, "high": 64},
+    "dropout": {"low": 0.0, "high": 0.3},
+}
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite URL for a file that does not exist yet."""
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture
+def quick_config(sqlite_url: str) -> Callable[..., StudyConfig]:
+    """Build a small, fast config on digits; keyword ``overrides`` are dotted keys."""
+
+    def build(**overrides: Any) -> StudyConfig:
+        values: dict[str, Any] = {
+            "storage": sqlite_url,
+            "study.name": "quick",
+            "study.n_trials": 3,
+            "study.pruner": {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+            "data.train_subset": 400,
+            "data.val_subset": 200,
+            "train.device": "cpu",
+            "search_space": dict(QUICK_SPACE),
+        }
+        values.update({key.replace("__", "."): value for key, value in overrides.items()})
+        return load_config(preset="default", values=values)
+
+    return build
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``hpstudy ARGS`` as a real process in ``cwd`` and capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "hpstudy.study.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )

@@ -1,0 +1,94 @@
+"""SearchSpace: parsing, sampling through real Optuna trials, defaults, per-layer widths, grids."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpstudy.search_spaces.catalog import ACTIVATIONS, CNN_ONLY, INITIALIZERS, OPTIMIZERS, PARAMETERS
+from hpstudy.search_spaces.space import SearchSpace
+from hpstudy.study.errors import UserError
+
+EVERY_PARAM = {
+    "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+    "batch_size": [16, 32],
+    "epochs": {"low": 1, "high": 5},
+    "n_layers": {"low": 1, "high": 3},
+    "hidden_units": {"low": 8, "high": 64},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "initializer": list(INITIALIZERS),
+    "init_std": {"low": 0.001, "high": 1.0, "log": True},
+    "optimizer": list(OPTIMIZERS),
+    "activation": list(ACTIVATIONS),
+    "batch_norm": [True, False],
+    "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+    "momentum": {"low": 0.5, "high": 0.99},
+    "channels": [4, 8],
+    "kernel_size": [3, 5],
+    "stride": [1, 2],
+    "n_conv": {"low": 1, "high": 2},
+    "seed": {"low": 0, "high": 3},
+}
+
+
+def test_every_canonical_name_is_a_trial_param_when_searched():
+    space = SearchSpace.from_dict(EVERY_PARAM)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    hp = space.sample(trial)
+    assert set(trial.params) == set(PARAMETERS)
+    assert hp.lr == trial.params["lr"] and hp.optimizer == trial.params["optimizer"]
+    assert len(hp.hidden_units) == trial.params["n_layers"]
+
+
+def test_unsearched_params_take_fixed_or_default_values_and_are_not_trial_params():
+    space = SearchSpace.from_dict({"lr": {"low": 1e-3, "high": 1e-1}, "dropout": 0.3})
+    trial = optuna.create_study().ask()
+    hp = space.sample(trial)
+    assert set(trial.params) == {"lr"}
+    assert hp.dropout == 0.3
+    assert hp.optimizer == PARAMETERS["optimizer"].default
+    assert hp.hidden_units == (PARAMETERS["hidden_units"].default,) * PARAMETERS["n_layers"].default
+
+
+def test_per_layer_widths_are_separate_params():
+    space = SearchSpace.from_dict({"n_layers": 3, "hidden_units": {"low": 8, "high": 512, "log": True}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    trial = study.ask()
+    hp = space.sample(trial, per_layer_units=True)
+    assert {"hidden_units_l0", "hidden_units_l1", "hidden_units_l2"} <= set(trial.params)
+    assert "hidden_units" not in trial.params
+    assert hp.hidden_units == tuple(trial.params[f"hidden_units_l{i}"] for i in range(3))
+
+
+def test_round_trip_and_equality():
+    space = SearchSpace.from_dict(EVERY_PARAM)
+    again = SearchSpace.from_dict(space.to_dict())
+    assert again == space and hash(again) == hash(space)
+    assert SearchSpace.from_dict({"lr": 0.1}) != space
+
+
+def test_unknown_parameter_suggests_the_nearest_name():
+    with pytest.raises(UserError, match="unknown parameter 'learning_rate'"):
+        SearchSpace.from_dict({"learning_rate": 0.1})
+    with pytest.raises(UserError, match="did you mean 'dropout'"):
+        SearchSpace.from_dict({"droput": 0.1})
+
+
+def test_not_a_mapping_is_refused():
+    with pytest.raises(UserError, match="must be a mapping"):
+        SearchSpace.from_dict(["lr"])
+
+
+def test_grid_of_stepped_and_categorical_params():
+    space = SearchSpace.from_dict({"lr": [0.1, 0.01], "epochs": {"low": 2, "high": 6, "step": 2}, "dropout": 0.1})
+    assert space.grid() == {"lr": [0.1, 0.01], "epochs": [2, 4, 6]}
+
+
+def test_grid_refuses_a_continuous_range():
+    with pytest.raises(UserError, match="grid sampler needs choices or a step for lr"):
+        SearchSpace.from_dict({"lr": {"low": 0.001, "high": 0.1}}).grid()
+
+
+def test_cnn_only_params_are_catalogued():
+    assert CNN_ONLY <= set(PARAMETERS)
