@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import sqlalchemy
@@ -24,25 +24,28 @@ from hpstudy.study.errors import UserError
 SQLITE_BUSY_TIMEOUT_S = 30
 
 StaleTrialCallback = Callable[["optuna.Study", FrozenTrial], None]
+Mode = Literal["create", "write", "read"]
 
 
 def open_storage(
     location: StorageLocation,
     *,
-    create: bool,
+    mode: Mode,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
 ) -> RDBStorage:
-    """Open the storage at ``location``; a missing SQLite file is created only when ``create``.
+    """Open the storage at ``location``.
 
-    Raises UserError when the file is not an Optuna database, when it is missing and ``create``
-    is False, or when the server cannot be reached. Nothing is written before those checks pass.
+    ``mode``: "create" may create a missing SQLite file (and Optuna's tables); "write" needs an
+    existing one; "read" opens it read-only and never writes a byte (SQLite's ``mode=ro``, no table
+    creation), for commands that only look. Raises UserError when the file is not an Optuna
+    database, is missing where it must exist, or when the server cannot be reached.
     """
     if location.sqlite_path is not None:
         if location.sqlite_path.exists():
             check_optuna_sqlite(location.sqlite_path)
-        elif not create:
+        elif mode != "create":
             raise UserError(
                 f"no study database at '{location.sqlite_path}'; "
                 "check --storage, or start a study there with `hpstudy run`"
@@ -56,13 +59,14 @@ def open_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = RDBStorage(
-                location.url,
+                read_only_url(location) if mode == "read" else location.url,
                 engine_kwargs=engine_kwargs,
+                skip_table_creation=mode == "read",
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=stale_trial_callback,
             )
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
         raise UserError(
             f"cannot open storage '{location.display()}' ({reason}); check the URL and that the server is up"
@@ -72,9 +76,16 @@ def open_storage(
             f"no database driver for '{location.display()}'; "
             "for PostgreSQL run pip install 'psycopg[binary]'"
         ) from None
-    if location.is_sqlite:
+    if location.is_sqlite and mode != "read":
         tune_sqlite_engine(storage.engine)
     return storage
+
+
+def read_only_url(location: StorageLocation) -> str:
+    """The URL that opens ``location`` without writing: SQLite's read-only URI mode."""
+    if location.sqlite_path is None:
+        return location.url
+    return f"sqlite:///file:{location.sqlite_path}?mode=ro&uri=true"
 
 
 def tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import socket
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
@@ -13,6 +17,7 @@ from hpstudy.study.errors import UserError
 
 CONFIG_ATTR = "hpstudy_config"
 VERSION_ATTR = "hpstudy_version"
+RUN_ATTR_PREFIX = "hpstudy_run:"
 
 
 def save_config(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -62,3 +67,63 @@ def check_same_config(study: optuna.Study, cfg: StudyConfig) -> None:
             f"continue it as stored with `hpstudy resume --study-name {study.study_name}`, "
             "or choose a new --study-name"
         )
+
+
+@dataclass
+class RunRecord:
+    """One run (or worker) of a study: when, where, with which sampler, pruner and seed.
+
+    Kept as a study user attr under a key of its own, so concurrent workers never overwrite
+    each other's records.
+    """
+
+    key: str
+    started: str
+    host: str
+    pid: int
+    sampler: str
+    pruner: str
+    sampler_seed: int
+    device: str
+    target: int
+    hpstudy_version: str
+    ended: str | None = None
+    stop_reason: str | None = None
+    trials: int | None = None
+
+    @classmethod
+    def start(cls, study: optuna.Study, *, sampler_seed: int, device: str, target: int) -> RunRecord:
+        """Write the record of a run that starts now."""
+        now = _utc_now()
+        record = cls(
+            key=f"{RUN_ATTR_PREFIX}{now}:{socket.gethostname()}:{os.getpid()}",
+            started=now,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            sampler=type(study.sampler).__name__,
+            pruner=type(study.pruner).__name__,
+            sampler_seed=sampler_seed,
+            device=device,
+            target=target,
+            hpstudy_version=__version__,
+        )
+        record._write(study)
+        return record
+
+    def finish(self, study: optuna.Study, *, stop_reason: str, trials: int) -> None:
+        """Add the end time, why the run stopped and how many trials it started."""
+        self.ended, self.stop_reason, self.trials = _utc_now(), stop_reason, trials
+        self._write(study)
+
+    def _write(self, study: optuna.Study) -> None:
+        study.set_user_attr(self.key, {k: v for k, v in asdict(self).items() if k != "key"})
+
+
+def recorded_runs(study: optuna.Study) -> list[dict[str, Any]]:
+    """The run records of ``study``, oldest first."""
+    runs = [value for key, value in study.user_attrs.items() if key.startswith(RUN_ATTR_PREFIX)]
+    return sorted(runs, key=lambda run: run["started"])
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")

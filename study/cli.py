@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpstudy: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:  # a bug or a broken environment, not a user mistake: show where
+        traceback.print_exc()
+        print("hpstudy: failed; finished trials are kept in the storage", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def make_console() -> Console:
@@ -67,14 +72,24 @@ def _quiet_libraries() -> None:
 # ---------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error that points at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpstudy",
         description="Hyperparameter studies for PyTorch models, built on Optuna.",
     )
     parser.add_argument("--version", action="version", version=f"hpstudy {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     run = _command(commands, "run", _cmd_run, "start a study, or continue it to its target")
     run.add_argument("config", nargs="?", type=Path, help="YAML config file (default: the default preset)")
@@ -202,7 +217,7 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     location = parse_storage_url(args.storage)
     if not location.exists:
         raise UserError(f"no study database at '{location.sqlite_path}'; run `hpstudy run` first or pass --storage")
-    rows = study_rows(open_storage(location, create=False))
+    rows = study_rows(open_storage(location, mode="read"))
     if not rows:
         console.print(f"No studies in {location.display()}")
         return EXIT_OK

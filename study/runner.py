@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.storage.engine import open_storage
 from hpstudy.storage.stored_config import (
+    RunRecord,
     check_same_config,
     has_stored_config,
     save_config,
@@ -78,9 +79,10 @@ def run_study(cfg: StudyConfig, *, observer: RunObserver | None = None) -> RunRe
     if existing is not None:
         check_same_config(existing, cfg)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
-    storage = open_storage(location, create=True)
-    study = _create_or_load(storage, cfg)
-    return _optimize(study, cfg, splits=splits, device=device, location=location, observer=observer)
+    storage = open_storage(location, mode="create")
+    _create_if_missing(storage, cfg)
+    study, seed = _load_for_run(storage, cfg)
+    return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed, observer=observer)
 
 
 def resume_study(
@@ -97,8 +99,8 @@ def resume_study(
     cfg = stored_config(study).with_overrides({**(overrides or {}), "storage": storage_url})
     device = resolve_device(cfg.train.device)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
-    study = _load(open_storage(location, create=False), cfg)
-    return _optimize(study, cfg, splits=splits, device=device, location=location, observer=observer)
+    study, seed = _load_for_run(open_storage(location, mode="write"), cfg)
+    return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed, observer=observer)
 
 
 def load_existing_study(location: StorageLocation, study_name: str) -> optuna.Study:
@@ -115,21 +117,21 @@ def existing_study_names(location: StorageLocation) -> list[str]:
     """Names of the studies at ``location`` (empty for a SQLite file that does not exist)."""
     if not location.exists:
         return []
-    storage = open_storage(location, create=False)
+    storage = open_storage(location, mode="read")
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
 
 
 def _load_existing(location: StorageLocation, study_name: str) -> optuna.Study | None:
     if not location.exists:
         return None
-    storage = open_storage(location, create=False)
+    storage = open_storage(location, mode="read")
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return None
 
 
-def _create_or_load(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> optuna.Study:
+def _create_if_missing(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> None:
     study = optuna.create_study(
         storage=storage,
         study_name=cfg.study.name,
@@ -138,19 +140,20 @@ def _create_or_load(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> o
     )
     if not has_stored_config(study):
         save_config(study, cfg)
-    return _load(storage, cfg)
 
 
-def _load(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> optuna.Study:
-    """The study with this run's sampler (seeded so a continued study draws new samples) and pruner."""
+def _load_for_run(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> tuple[optuna.Study, int]:
+    """The study with this run's pruner and sampler, and the sampler's seed (derived so that a
+    continued study draws new samples)."""
     study_id = storage.get_study_id_from_name(cfg.study.name)
-    n_existing = len(storage.get_all_trials(study_id, deepcopy=False))
-    return optuna.load_study(
+    seed = session_seed(cfg.study.seed, len(storage.get_all_trials(study_id, deepcopy=False)))
+    study = optuna.load_study(
         study_name=cfg.study.name,
         storage=storage,
-        sampler=build_sampler(cfg, seed=session_seed(cfg.study.seed, n_existing)),
+        sampler=build_sampler(cfg, seed=seed),
         pruner=build_pruner(cfg.study.pruner),
     )
+    return study, seed
 
 
 def session_seed(study_seed: int, n_existing_trials: int, worker: int = 0) -> int:
@@ -176,6 +179,7 @@ def _optimize(
     splits: Any,
     device: Any,
     location: StorageLocation,
+    seed: int,
     observer: RunObserver | None,
 ) -> RunResult:
     target = cfg.study.n_trials
@@ -184,6 +188,7 @@ def _optimize(
     finished = _n_finished(study)
     device_name = describe_device(device)
     stop_reason = "target reached"
+    run_record = RunRecord.start(study, sampler_seed=seed, device=device_name, target=target)
     if observer is not None:
         observer.started(study, target=target, finished=finished, device=device_name)
     if finished < target:
@@ -197,9 +202,14 @@ def _optimize(
                 study.optimize(objective, timeout=cfg.study.timeout, callbacks=callbacks)
         except KeyboardInterrupt:
             stop_reason = "interrupted"
+        except Exception as exc:
+            run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=len(study.get_trials(deepcopy=False)) - before)
+            raise
         else:
             if _n_finished(study) < target:
                 stop_reason = "timeout"
+    trials_this_run = len(study.get_trials(deepcopy=False)) - before
+    run_record.finish(study, stop_reason=stop_reason, trials=trials_this_run)
     counts = count_states(study)
     return RunResult(
         study_name=study.study_name,
@@ -207,7 +217,7 @@ def _optimize(
         counts=counts,
         target=target,
         best_trial=_best_trial(study),
-        trials_this_run=len(study.get_trials(deepcopy=False)) - before,
+        trials_this_run=trials_this_run,
         wall_seconds=time.perf_counter() - started,
         device=device_name,
         stop_reason=stop_reason,

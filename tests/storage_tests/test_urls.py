@@ -59,7 +59,7 @@ def test_text_file_is_refused_and_left_identical(tmp_path):
     path.write_text("not a database\n")
     before = digest(path)
     with pytest.raises(UserError, match="not a SQLite database"):
-        open_storage(parse_storage_url(f"sqlite:///{path}"), create=True)
+        open_storage(parse_storage_url(f"sqlite:///{path}"), mode="create")
     assert digest(path) == before
 
 
@@ -70,7 +70,7 @@ def test_foreign_sqlite_file_is_refused_and_left_identical(tmp_path):
         connection.execute("INSERT INTO users (name) VALUES ('ada')")
     before = digest(path)
     with pytest.raises(UserError, match="not Optuna's"):
-        open_storage(parse_storage_url(f"sqlite:///{path}"), create=True)
+        open_storage(parse_storage_url(f"sqlite:///{path}"), mode="create")
     assert digest(path) == before
     with sqlite3.connect(path) as connection:
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -98,15 +98,15 @@ def test_empty_file_is_refused(tmp_path):
 def test_missing_file_is_not_created_unless_asked(tmp_path):
     location = parse_storage_url(f"sqlite:///{tmp_path / 'new.db'}")
     with pytest.raises(UserError, match="no study database"):
-        open_storage(location, create=False)
+        open_storage(location, mode="write")
     assert not (tmp_path / "new.db").exists()
-    open_storage(location, create=True)
+    open_storage(location, mode="create")
     assert (tmp_path / "new.db").exists()
 
 
 def test_opened_sqlite_uses_wal_and_stays_a_plain_optuna_database(tmp_path):
     location = parse_storage_url(f"sqlite:///{tmp_path / 's.db'}")
-    storage = open_storage(location, create=True)
+    storage = open_storage(location, mode="create")
     optuna.create_study(storage=storage, study_name="plain").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     with sqlite3.connect(tmp_path / "s.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -117,4 +117,4 @@ def test_opened_sqlite_uses_wal_and_stays_a_plain_optuna_database(tmp_path):
 
 def test_unreachable_server_is_a_user_error():
     with pytest.raises(UserError, match="cannot open storage"):
-        open_storage(parse_storage_url("postgresql://nobody@127.0.0.1:1/none"), create=True)
+        open_storage(parse_storage_url("postgresql://nobody@127.0.0.1:1/none"), mode="create")

@@ -1,0 +1,98 @@
+"""Every user mistake: a one-line error, exit code 2, no traceback, nothing created or changed on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from hpstudy.study.cli import main
+from tests.conftest import run_cli
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.yaml").write_text("- study\n- data\n")
+    (tmp_path / "broken.yaml").write_text("study:\n  name: [oops\n")
+    (tmp_path / "notes.db").write_text("my notes, not a database\n")
+    with sqlite3.connect(tmp_path / "app.db") as connection:
+        connection.execute("CREATE TABLE users (id INTEGER)")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'studies.db'}", study_name="alpha")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    return tmp_path
+
+
+CASES = {
+    "missing config": (["run", "missing.yaml"], "config file 'missing.yaml' not found"),
+    "config not YAML": (["run", "broken.yaml"], "not valid YAML"),
+    "config not a mapping": (["run", "list.yaml"], "is a list, not a mapping"),
+    "unknown key": (["run", "--set", "study.n_trails=3"], "did you mean 'n_trials'"),
+    "wrong type": (["run", "--set", "study.seed=abc"], "study.seed: input should be a valid integer"),
+    "low > high": (["run", "--set", "search_space.lr={low: 0.1, high: 0.01}"], "swap them"),
+    "log low <= 0": (["run", "--set", "search_space.weight_decay={low: 0, high: 0.1, log: true}"], "a log range needs low > 0"),
+    "empty choices": (["run", "--set", "search_space.optimizer=[]"], "choices is empty"),
+    "unknown initializer": (["run", "--set", "search_space.initializer=[glorot]"], "unknown value 'glorot'"),
+    "unknown optimizer": (["run", "--set", "search_space.optimizer=[lion]"], "unknown value 'lion'"),
+    "unknown activation": (["run", "--set", "search_space.activation=mish"], "unknown value 'mish'"),
+    "unknown dataset": (["run", "--set", "data.dataset=imagenet"], "data.dataset: unknown value 'imagenet'"),
+    "unknown sampler": (["run", "--set", "study.sampler.name=bohb"], "study.sampler.name: unknown value 'bohb'"),
+    "unknown pruner": (["run", "--set", "study.pruner.name=asha"], "study.pruner.name: unknown value 'asha'"),
+    "unknown preset": (["run", "--preset", "defualt"], "unknown preset 'defualt'; did you mean 'default'"),
+    "batch size 0": (["run", "--set", "search_space.batch_size=0"], "search_space.batch_size: must be in [1, inf)"),
+    "batch size not int": (["run", "--set", "search_space.batch_size=[32, 64.5]"], "must be an integer"),
+    "epochs 0": (["run", "--set", "search_space.epochs=0"], "search_space.epochs: must be in [1, inf)"),
+    "epochs not int": (["run", "--set", "search_space.epochs=2.5"], "must be an integer"),
+    "n_trials 0": (["run", "--n-trials", "0"], "study.n_trials: input should be greater than 0"),
+    "n_trials not int": (["run", "--n-trials", "2.5"], "invalid int value: '2.5'"),
+    "dropout 1": (["run", "--set", "search_space.dropout=1.0"], "search_space.dropout: must be in [0, 1)"),
+    "negative timeout": (["run", "--timeout", "-5"], "study.timeout: input should be greater than or equal to 0"),
+    "malformed storage": (["run", "--storage", "sqlite:/:bad"], "storage URL"),
+    "storage no scheme": (["run", "--storage", "runs.db"], "did you mean sqlite:///runs.db?"),
+    "unsupported storage": (["run", "--storage", "redis://localhost/0"], "unsupported backend 'redis'"),
+    "missing directory": (["run", "--storage", "sqlite:///nodir/x.db"], "does not exist; create it first"),
+    "text file storage": (["run", "--storage", "sqlite:///notes.db"], "not a SQLite database"),
+    "foreign sqlite": (["run", "--storage", "sqlite:///app.db"], "not Optuna's"),
+    "resume unknown study": (["resume", "--study-name", "beta", "--storage", "sqlite:///studies.db"], "no study 'beta'"),
+    "best unknown study": (["best", "--study-name", "beta", "--storage", "sqlite:///studies.db"], "studies there: alpha"),
+    "export unknown study": (["export", "--study-name", "beta", "--storage", "sqlite:///studies.db"], "no study 'beta'"),
+    "resume missing storage": (["resume", "--storage", "sqlite:///none.db"], "no study"),
+    "list missing storage": (["list", "--storage", "sqlite:///none.db"], "no study database"),
+    "export to missing dir": (["export", "--storage", "sqlite:///studies.db", "-o", "nodir/out.csv"], "does not exist"),
+    "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
+}
+if not torch.cuda.is_available():
+    CASES["cuda without gpu"] = (["run", "--device", "cuda"], "no CUDA GPU is visible")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_mistake(case, workdir, capsys):
+    argv, message = CASES[case]
+    before = snapshot(workdir)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("hpstudy"), err
+    assert "Traceback" not in err
+    assert snapshot(workdir) == before
+
+
+def test_exit_code_and_message_from_a_real_process(workdir):
+    before = snapshot(workdir)
+    result = run_cli("run", "--set", "search_space.lr={low: 0.1, high: 0.01}", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "swap them" in result.stderr
+    assert result.stdout == ""
+    assert snapshot(workdir) == before

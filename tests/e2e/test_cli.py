@@ -1,0 +1,142 @@
+"""Whole CLI runs in real processes: run, Ctrl-C, resume, list, best, export, spaces."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpstudy.storage.stored_config import recorded_runs, stored_config
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+QUICK_YAML = """
+preset: default
+study:
+  name: cli
+  n_trials: 4
+  pruner: {name: median, options: {n_startup_trials: 2, n_warmup_steps: 1}}
+data: {train_subset: 400, val_subset: 200}
+train: {device: cpu}
+search_space:
+  epochs: {low: 2, high: 3}
+  n_layers: 1
+  hidden_units: {low: 16, high: 48}
+"""
+
+
+SLOW_YAML = """
+study: {name: slow, n_trials: 3, pruner: {name: median, options: {n_startup_trials: 10}}}
+train: {device: cpu}
+search_space: {epochs: 150, n_layers: 1, hidden_units: 32, lr: {low: 0.001, high: 0.01, log: true}}
+"""
+
+
+def states(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    return [t.state for t in study.get_trials()]
+
+
+def test_run_then_inspect_the_study(tmp_path):
+    (tmp_path / "quick.yaml").write_text(QUICK_YAML)
+    result = run_cli("run", "quick.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Top " in out and "Best: trial" in out
+    assert f"Stored in sqlite:///{tmp_path / 'hpstudy.db'} as study 'cli'" in out
+    assert (tmp_path / "hpstudy.db").exists()
+    assert states(f"sqlite:///{tmp_path / 'hpstudy.db'}", "cli").count(TrialState.RUNNING) == 0
+
+    listing = run_cli("list", cwd=tmp_path)
+    assert listing.returncode == 0 and "cli" in listing.stdout and "minimize" in listing.stdout
+
+    best = run_cli("best", "--json", cwd=tmp_path)
+    record = json.loads(best.stdout)
+    study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
+    assert record["trial"] == study.best_trial.number and record["value"] == study.best_value
+    assert record["params"] == study.best_trial.params
+
+    exported = run_cli("export", "--format", "csv", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 4
+    assert {"number", "state", "value", "duration_s", "epochs_run", "params_lr"} <= set(rows[0])
+
+    out_file = tmp_path / "trials.json"
+    assert run_cli("export", "--format", "json", "-o", str(out_file), cwd=tmp_path).returncode == 0
+    records = json.loads(out_file.read_text())
+    assert [r["number"] for r in records] == [0, 1, 2, 3]
+    assert all(r["epochs_run"] >= 1 for r in records)
+
+
+def test_spaces_lists_every_preset_with_ranges(tmp_path):
+    from hpstudy.search_spaces.presets import PRESETS
+
+    result = run_cli("spaces", cwd=tmp_path)
+    assert result.returncode == 0
+    for name in PRESETS:
+        assert f"{name}:" in result.stdout
+    assert "0.0001 .. 0.1 (log)" in result.stdout
+
+
+def test_every_command_has_help(tmp_path):
+    for command in ("run", "resume", "list", "best", "export", "spaces"):
+        result = run_cli(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0 and "usage: hpstudy" in result.stdout
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_ctrl_c_then_resume_reaches_the_target(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    (tmp_path / "slow.yaml").write_text(SLOW_YAML)
+    process = subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "run", "slow.yaml"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def one_done_one_running():
+        if not (tmp_path / "hpstudy.db").exists():
+            return False
+        try:
+            found = states(url, "slow")
+        except Exception:
+            return False
+        return TrialState.RUNNING in found and found.count(TrialState.COMPLETE) + found.count(TrialState.PRUNED) >= 1
+
+    wait_for(one_done_one_running)
+    before = [s for s in states(url, "slow") if s in (TrialState.COMPLETE, TrialState.PRUNED)]
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "hpstudy resume --study-name slow" in out
+    after = states(url, "slow")
+    assert TrialState.RUNNING not in after
+    assert after.count(TrialState.FAIL) == 1
+    assert len([s for s in after if s in (TrialState.COMPLETE, TrialState.PRUNED)]) >= len(before)
+
+    resumed = run_cli("resume", "--study-name", "slow", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = optuna.load_study(study_name="slow", storage=url)
+    finished = [t for t in final.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3
+    assert not [t for t in final.get_trials() if t.state == TrialState.RUNNING]
+    runs = recorded_runs(final)
+    assert len(runs) == 2
+    assert runs[0]["stop_reason"] == "interrupted" and runs[1]["stop_reason"] == "target reached"
+    assert {r["sampler"] for r in runs} == {"TPESampler"} and {r["pruner"] for r in runs} == {"MedianPruner"}
+    assert runs[1]["sampler_seed"] != runs[0]["sampler_seed"]
+    assert stored_config(final).study.pruner.name == "median"

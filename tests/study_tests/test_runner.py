@@ -1,0 +1,139 @@
+"""Runs and resumes on real SQLite files: target totals, same-config checks, seeds, samplers, pruners."""
+
+from __future__ import annotations
+
+import hashlib
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from hpstudy.storage.stored_config import CONFIG_ATTR, VERSION_ATTR, stored_config
+from hpstudy.study.errors import UserError
+from hpstudy.study.optuna_parts import PRUNER_CLASSES, SAMPLER_CLASSES
+from hpstudy.study.runner import resume_study, run_study, session_seed
+
+
+def load(cfg):
+    return optuna.load_study(study_name=cfg.study.name, storage=cfg.storage)
+
+
+def finished(study):
+    return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def test_n_trials_is_a_target_total_across_runs(quick_config):
+    cfg = quick_config(study__n_trials=2)
+    first = run_study(cfg)
+    assert first.finished == 2 and first.trials_this_run == 2 and first.stop_reason == "target reached"
+    again = run_study(cfg)
+    assert again.trials_this_run == 0 and finished(load(cfg)) == 2
+    more = run_study(cfg.with_overrides({"study.n_trials": 4}))
+    assert more.trials_this_run == 2 and finished(load(cfg)) == 4
+
+
+def test_config_and_version_are_stored_and_read_back(quick_config):
+    cfg = quick_config(study__n_trials=1)
+    run_study(cfg)
+    study = load(cfg)
+    assert study.user_attrs[VERSION_ATTR]
+    assert stored_config(study) == cfg
+    assert study.user_attrs[CONFIG_ATTR]["search_space"] == cfg.search_space.to_dict()
+
+
+def test_existing_study_with_another_config_is_refused_and_untouched(quick_config, tmp_path):
+    cfg = quick_config(study__n_trials=1)
+    run_study(cfg)
+    path = tmp_path / "study.db"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    changed = cfg.with_overrides({"search_space.dropout": 0.4})
+    with pytest.raises(UserError, match=r"exists with a different config \(search_space.dropout.*hpstudy resume"):
+        run_study(changed)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_resume_rebuilds_sampler_and_pruner_from_the_stored_config(quick_config):
+    cfg = quick_config(study__n_trials=2, study__sampler={"name": "random"},
+                       study__pruner={"name": "percentile", "options": {"percentile": 30.0, "n_startup_trials": 1}})
+    run_study(cfg)
+    seen = {}
+
+    class Spy:
+        def started(self, study, **_):
+            seen["sampler"], seen["pruner"] = study.sampler, study.pruner
+
+        def trial_finished(self, study, trial):
+            pass
+
+    result = resume_study(storage_url=cfg.storage, study_name="quick", overrides={"study.n_trials": 4}, observer=Spy())
+    assert result.finished == 4 and result.trials_this_run == 2
+    assert isinstance(seen["sampler"], optuna.samplers.RandomSampler)
+    assert isinstance(seen["pruner"], optuna.pruners.PercentilePruner)
+    assert seen["pruner"]._percentile == 30.0
+
+
+def test_seeded_resume_does_not_replay_samples(quick_config):
+    cfg = quick_config(study__n_trials=3, study__sampler={"name": "random"}, study__seed=11)
+    run_study(cfg)
+    resume_study(storage_url=cfg.storage, study_name="quick", overrides={"study.n_trials": 6})
+    params = [t.params for t in load(cfg).get_trials()]
+    assert len(params) == 6
+    assert all(p not in params[:3] for p in params[3:])
+
+
+def test_same_seed_gives_same_params_and_values(quick_config, tmp_path):
+    a = quick_config(study__n_trials=3, study__seed=4)
+    b = a.with_overrides({"storage": f"sqlite:///{tmp_path / 'other.db'}"})
+    run_study(a)
+    run_study(b)
+    ta, tb = load(a).get_trials(), load(b).get_trials()
+    assert [t.params for t in ta] == [t.params for t in tb]
+    assert [t.value for t in ta] == [t.value for t in tb]
+
+
+def test_session_seed():
+    assert session_seed(5, 0) == 5
+    assert session_seed(5, 3) != 5 and session_seed(5, 3) == session_seed(5, 3)
+    assert session_seed(5, 3) != session_seed(5, 4)
+    assert session_seed(5, 0, worker=1) != 5
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLER_CLASSES))
+def test_every_sampler_runs(quick_config, sampler):
+    space = {"lr": [1e-2, 3e-2], "epochs": {"low": 2, "high": 3}, "n_layers": 1, "hidden_units": [16, 32]}
+    cfg = quick_config(study__n_trials=2, study__sampler={"name": sampler}, search_space=space)
+    result = run_study(cfg)
+    assert result.finished == 2
+    assert type(load(cfg).sampler).__name__  # loadable
+    assert stored_config(load(cfg)).study.sampler.name == sampler
+
+
+@pytest.mark.parametrize("pruner", sorted(PRUNER_CLASSES))
+def test_every_pruner_runs(quick_config, pruner):
+    options = {"threshold": {"upper": 50.0}}.get(pruner, {})
+    cfg = quick_config(study__n_trials=3, study__pruner={"name": pruner, "options": options})
+    assert run_study(cfg).finished == 3
+
+
+def test_grid_study_stops_when_the_grid_is_exhausted(quick_config):
+    cfg = quick_config(study__n_trials=10, study__sampler={"name": "grid"},
+                       search_space={"lr": [1e-2, 3e-2], "epochs": 2, "n_layers": 1, "hidden_units": 16})
+    result = run_study(cfg)
+    assert result.finished == 2
+    assert sorted(t.params["lr"] for t in load(cfg).get_trials()) == [1e-2, 3e-2]
+
+
+def test_missing_dataset_creates_no_storage_file(quick_config, tmp_path):
+    cfg = quick_config(data__dataset="mnist", data__root=str(tmp_path / "nodata"), data__download=False,
+                       data__train_subset=None, data__val_subset=None)
+    with pytest.raises(UserError, match="MNIST"):
+        run_study(cfg)
+    assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_a_user_error(quick_config, tmp_path):
+    with pytest.raises(UserError, match="no CUDA GPU is visible"):
+        run_study(quick_config(train__device="cuda"))
+    assert not (tmp_path / "study.db").exists()
