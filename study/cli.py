@@ -186,9 +186,9 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run_and_summarize(console: Console, start: Callable[[Any], Any], storage_url: str) -> int:
+    from hpstudy.storage.studies import load_existing_study
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.console import ProgressView, print_run_summary
-    from hpstudy.study.runner import load_existing_study
 
     view = ProgressView(console)
     try:
@@ -279,23 +279,15 @@ def _cmd_spaces(args: argparse.Namespace, console: Console) -> int:
 
 
 def _study_name(args: argparse.Namespace) -> str:
+    from hpstudy.storage.studies import pick_study_name
     from hpstudy.storage.urls import parse_storage_url
-    from hpstudy.study.runner import existing_study_names
 
-    if args.study_name:
-        return args.study_name
-    location = parse_storage_url(args.storage)
-    names = existing_study_names(location)
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise UserError(f"no study in {location.display()}; start one with `hpstudy run` or pass --storage")
-    raise UserError(f"{location.display()} holds several studies ({', '.join(names)}); pick one with --study-name")
+    return pick_study_name(parse_storage_url(args.storage), args.study_name)
 
 
 def _open_study(args: argparse.Namespace) -> Any:
+    from hpstudy.storage.studies import load_existing_study
     from hpstudy.storage.urls import parse_storage_url
-    from hpstudy.study.runner import load_existing_study
 
     return load_existing_study(parse_storage_url(args.storage), _study_name(args))
 

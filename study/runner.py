@@ -25,6 +25,7 @@ from hpstudy.storage.stored_config import (
     save_config,
     stored_config,
 )
+from hpstudy.storage.studies import find_study, load_existing_study
 from hpstudy.storage.urls import StorageLocation, parse_storage_url
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import load_splits
@@ -75,7 +76,7 @@ def run_study(cfg: StudyConfig, *, observer: RunObserver | None = None) -> RunRe
     """Start the study ``cfg`` describes, or continue it if it exists with the same config."""
     location = parse_storage_url(cfg.storage)
     device = resolve_device(cfg.train.device)
-    existing = _load_existing(location, cfg.study.name)
+    existing = find_study(location, cfg.study.name)
     if existing is not None:
         check_same_config(existing, cfg)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
@@ -101,34 +102,6 @@ def resume_study(
     splits = load_splits(cfg.data, seed=cfg.study.seed)
     study, seed = _load_for_run(open_storage(location, mode="write"), cfg)
     return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed, observer=observer)
-
-
-def load_existing_study(location: StorageLocation, study_name: str) -> optuna.Study:
-    """Load ``study_name`` from ``location`` or raise UserError listing the studies that exist."""
-    study = _load_existing(location, study_name)
-    if study is None:
-        names = existing_study_names(location)
-        listing = f"studies there: {', '.join(names)}" if names else "it holds no study yet"
-        raise UserError(f"no study '{study_name}' in {location.display()}; {listing}")
-    return study
-
-
-def existing_study_names(location: StorageLocation) -> list[str]:
-    """Names of the studies at ``location`` (empty for a SQLite file that does not exist)."""
-    if not location.exists:
-        return []
-    storage = open_storage(location, mode="read")
-    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
-
-
-def _load_existing(location: StorageLocation, study_name: str) -> optuna.Study | None:
-    if not location.exists:
-        return None
-    storage = open_storage(location, mode="read")
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return None
 
 
 def _create_if_missing(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -16,9 +17,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
+    source = tmp_path / "source"  # build a copy: setuptools writes build/ next to the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "*.db", ".pytest_cache", "data"))
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     (wheel,) = dist.glob("hpstudy-*.whl")

@@ -137,3 +137,24 @@ def test_cuda_without_a_gpu_is_a_user_error(quick_config, tmp_path):
     with pytest.raises(UserError, match="no CUDA GPU is visible"):
         run_study(quick_config(train__device="cuda"))
     assert not (tmp_path / "study.db").exists()
+
+
+@pytest.mark.parametrize(("dataset", "kind"), [("mnist", "mlp"), ("fashion_mnist", "cnn"), ("cifar10", "cnn"), ("cifar10", "mlp")])
+def test_torchvision_datasets_run_end_to_end(quick_config, tmp_path, dataset, kind):
+    from tests.helpers.datasets import write_cifar10_like, write_mnist_like
+
+    root = tmp_path / "data"
+    if dataset == "cifar10":
+        write_cifar10_like(root, per_batch=40)
+    else:
+        write_mnist_like(root, {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[dataset], n_train=200)
+    cfg = quick_config(
+        study__n_trials=2, model__kind=kind, data__dataset=dataset, data__root=str(root), data__download=False,
+        data__verify_checksums=False, data__train_subset=None, data__val_subset=None,
+        search_space={"epochs": 2, "lr": {"low": 1e-3, "high": 1e-2, "log": True}, "channels": 4, "n_conv": 1,
+                      "n_layers": 1, "hidden_units": 16, "batch_size": 32},
+    )
+    result = run_study(cfg)
+    assert result.counts == {"COMPLETE": 2}
+    for trial in load(cfg).get_trials():
+        assert len(trial.user_attrs["curve"]["val_loss"]) == 2
