@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
     export.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
 
+    report = _command(commands, "report", _cmd_report, "write one self-contained HTML report of studies")
+    report.add_argument("--study-name", action="append", default=[], help="a study to show (repeat to compare)")
+    report.add_argument("--all", action="store_true", help="every study in the storage")
+    report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    report.add_argument("-o", "--output", type=Path, help="output file (default: hpstudy-report-NAME.html)")
+
     _command(commands, "spaces", _cmd_spaces, "the presets and their search spaces")
     return parser
 
@@ -138,6 +144,8 @@ def _run_limits(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--n-trials", type=int, help="target total of finished trials, counted across runs")
     sub.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     sub.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    sub.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
+    sub.add_argument("--report", type=Path, metavar="PATH", help="where to write the HTML report")
 
 
 def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,7 +177,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         },
     }
     cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values)
-    return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage)
+    return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)
 
 
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
@@ -182,10 +190,13 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
             storage_url=args.storage, study_name=name, overrides=_limit_values(args), observer=observer
         ),
         args.storage,
+        args,
     )
 
 
-def _run_and_summarize(console: Console, start: Callable[[Any], Any], storage_url: str) -> int:
+def _run_and_summarize(
+    console: Console, start: Callable[[Any], Any], storage_url: str, args: argparse.Namespace
+) -> int:
     from hpstudy.storage.studies import load_existing_study
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.console import ProgressView, print_run_summary
@@ -197,6 +208,9 @@ def _run_and_summarize(console: Console, start: Callable[[Any], Any], storage_ur
         view.close()
     study = load_existing_study(parse_storage_url(storage_url), result.study_name)
     print_run_summary(console, result, study)
+    if not args.no_report:
+        path = _write_report([study], args.report, storage=result.storage)
+        console.print(f"Report: {path}")
     if result.interrupted:
         console.print(
             "Interrupted: the running trial was ended as failed; every finished trial is kept. "
@@ -257,6 +271,31 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
         write_export(frame, args.format, args.output)
         console.print(f"Wrote {len(frame)} trials to {args.output}")
     return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.storage.studies import existing_study_names, load_existing_study, pick_study_name
+    from hpstudy.storage.urls import parse_storage_url
+
+    location = parse_storage_url(args.storage)
+    if args.all and args.study_name:
+        raise UserError("give --all or --study-name, not both")
+    names = existing_study_names(location) if args.all else args.study_name or [pick_study_name(location, None)]
+    if not names:
+        raise UserError(f"no study in {location.display()}; start one with `hpstudy run` or pass --storage")
+    studies = [load_existing_study(location, name) for name in names]
+    path = _write_report(studies, args.output, storage=location.display())
+    console.print(f"Report: {path}")
+    return EXIT_OK
+
+
+def _write_report(studies: Sequence[Any], output: Path | None, *, storage: str) -> Path:
+    from hpstudy.reports.html import default_report_path, write_report
+
+    path = output if output is not None else default_report_path([s.study_name for s in studies])
+    if not path.parent.is_dir():
+        raise UserError(f"report path '{path}': directory '{path.parent}' does not exist; create it first")
+    return write_report(studies, path, storage=storage)
 
 
 def _cmd_spaces(args: argparse.Namespace, console: Console) -> int:
