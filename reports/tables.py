@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -48,8 +49,25 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
     return sorted(rows, key=lambda row: row.name)
 
 
+TRIAL_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "duration_s",
+    "epochs_run",
+    "epochs_requested",
+    "best_epoch",
+    "val_accuracy",
+    "end_reason",
+    "device",
+    "datetime_start",
+    "datetime_complete",
+)
+CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, duration, epochs, best accuracy, then ``params_*``."""
+    """One row per trial: ``TRIAL_COLUMNS`` (times as ISO strings), then ``params_*`` by name."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
@@ -60,13 +78,37 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "duration_s": trial.duration.total_seconds() if trial.duration else None,
             "epochs_run": attrs.get(trial_attrs.EPOCHS_RUN),
             "epochs_requested": attrs.get(trial_attrs.EPOCHS_REQUESTED),
+            "best_epoch": attrs.get(trial_attrs.BEST_EPOCH),
             "val_accuracy": attrs.get(trial_attrs.VAL_ACCURACY),
             "end_reason": attrs.get(trial_attrs.END_REASON),
-            "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+            "device": attrs.get(trial_attrs.DEVICE),
+            "datetime_start": _iso(trial.datetime_start),
+            "datetime_complete": _iso(trial.datetime_complete),
         }
         row.update({f"params_{name}": value for name, value in sorted(trial.params.items())})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+
+
+def curves_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial and recorded epoch: ``trial``, ``state``, ``epoch`` (from 1), then
+    ``CURVE_COLUMNS`` (NaN where a value was not finite or not recorded)."""
+    columns: dict[str, list[Any]] = {name: [] for name in ("trial", "state", "epoch", *CURVE_COLUMNS)}
+    for trial in study.get_trials(deepcopy=False):
+        curve = trial.user_attrs.get(trial_attrs.CURVE)
+        if not isinstance(curve, dict):
+            continue
+        length = len(curve.get("val_loss") or ())
+        columns["trial"] += [trial.number] * length
+        columns["state"] += [trial.state.name] * length
+        columns["epoch"] += range(1, length + 1)
+        for name in CURVE_COLUMNS:
+            values = list(curve.get(name) or ())[:length]
+            columns[name] += values + [None] * (length - len(values))
+    frame = pd.DataFrame(columns)
+    for name in CURVE_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
 
 
 def best_record(study: optuna.Study) -> dict[str, Any] | None:
@@ -93,7 +135,7 @@ def export_text(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False)
     records = [
-        {key: _plain(value) for key, value in record.items()}
+        {key: json_ready(value) for key, value in record.items()}
         for record in frame.to_dict(orient="records")
     ]
     return json.dumps(records, indent=2) + "\n"
@@ -106,9 +148,14 @@ def write_export(frame: pd.DataFrame, fmt: str, path: Path) -> None:
     tmp.replace(path)
 
 
-def _plain(value: Any) -> Any:
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as a plain Python value: numpy scalars unwrapped, NaN and infinities as None."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item"):  # numpy scalar
-        return _plain(value.item())
+        return json_ready(value.item())
     return value

@@ -1,0 +1,109 @@
+"""One study, read once: its trials and learning curves as pandas frames, plus what hpstudy stored.
+
+Every record in ``info``, ``curves`` and ``boundaries`` is computed from a ``StudyData``, so a
+report reads each study's trials from the storage once (Optuna caches finished trials after that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.distributions import BaseDistribution
+from pydantic import ValidationError
+
+from hpstudy.reports.tables import curves_frame, trials_frame
+from hpstudy.storage.stored_config import has_stored_config, recorded_runs, stored_config
+from hpstudy.study.config import StudyConfig
+from hpstudy.study.errors import UserError
+
+OBJECTIVE_LABELS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
+GENERIC_OBJECTIVE = "objective value"
+
+
+@dataclass(frozen=True, eq=False)
+class StudyData:
+    """A study with its trials (``trials_frame``), curves (``curves_frame``), stored config
+    (None when hpstudy did not create it, or it no longer validates) and run records."""
+
+    optuna_study: optuna.Study
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    config: StudyConfig | None
+    runs: tuple[Mapping[str, Any], ...]
+    distributions: Mapping[str, BaseDistribution]
+
+    @property
+    def name(self) -> str:
+        """The study's name."""
+        return self.optuna_study.study_name
+
+    @property
+    def maximize(self) -> bool:
+        """True when larger objective values are better."""
+        return self.optuna_study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    @property
+    def objective(self) -> str:
+        """What the objective value is, in words: "validation loss", "validation accuracy"..."""
+        if self.config is None:
+            return GENERIC_OBJECTIVE
+        return OBJECTIVE_LABELS.get(self.config.study.metric, self.config.study.metric)
+
+    @cached_property
+    def complete(self) -> pd.DataFrame:
+        """COMPLETE trials with a finite value, best first."""
+        frame = self.trials[(self.trials["state"] == "COMPLETE")].copy()
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+        frame = frame[np.isfinite(frame["value"])]
+        return frame.sort_values(["value", "number"], ascending=[not self.maximize, True])
+
+    @cached_property
+    def starts(self) -> pd.Series:
+        """When each trial started (NaT when it has not), aligned with ``trials``."""
+        return _moments(self.trials["datetime_start"])
+
+    @cached_property
+    def ends(self) -> pd.Series:
+        """When each trial finished (NaT while it runs), aligned with ``trials``."""
+        return _moments(self.trials["datetime_complete"])
+
+    @cached_property
+    def searched(self) -> tuple[str, ...]:
+        """Params that vary between trials (a one-value distribution counts as fixed), by name."""
+        return tuple(sorted(name for name, dist in self.distributions.items() if not dist.single()))
+
+    def state_count(self, state: str) -> int:
+        """How many trials are in ``state`` (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
+        return int((self.trials["state"] == state).sum())
+
+
+def load_study_data(optuna_study: optuna.Study) -> StudyData:
+    """Read ``optuna_study`` once into a ``StudyData``."""
+    config = None
+    if has_stored_config(optuna_study):
+        try:
+            config = stored_config(optuna_study)
+        except (UserError, ValidationError):
+            config = None  # written by another hpstudy version: report the trials without it
+    distributions: dict[str, BaseDistribution] = {}
+    for trial in optuna_study.get_trials(deepcopy=False):
+        distributions.update(trial.distributions)
+    return StudyData(
+        optuna_study=optuna_study,
+        trials=trials_frame(optuna_study),
+        curves=curves_frame(optuna_study),
+        config=config,
+        runs=tuple(recorded_runs(optuna_study)),
+        distributions=distributions,
+    )
+
+
+def _moments(column: pd.Series) -> pd.Series:
+    # ISO 8601 throughout: with and without microseconds in one column
+    return pd.to_datetime(column, format="ISO8601", errors="coerce")
