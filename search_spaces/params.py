@@ -45,6 +45,10 @@ class FloatParam:
         """The Optuna distribution this spec samples from."""
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        """True when ``value`` is a number this range can produce."""
+        return _is_number(value) and self.to_distribution()._contains(float(value))  # noqa: SLF001
+
     def grid_values(self) -> list[float] | None:
         """The values a grid search walks, or None when the range is continuous."""
         if self.step is None:
@@ -84,6 +88,10 @@ class IntParam:
         """The Optuna distribution this spec samples from."""
         return IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def contains(self, value: Any) -> bool:
+        """True when ``value`` is an integer this range can produce."""
+        return _is_number(value) and float(value).is_integer() and self.to_distribution()._contains(int(value))  # noqa: SLF001
+
     def grid_values(self) -> list[int]:
         """Every integer a grid search walks."""
         return list(range(self.low, self.high + 1, self.step))
@@ -117,6 +125,12 @@ class CategoricalParam:
         """The Optuna distribution this spec samples from."""
         return CategoricalDistribution(self.choices)
 
+    def contains(self, value: Any) -> bool:
+        """True when ``value`` is one of the choices."""
+        return any(value == choice and type(value) is type(choice) for choice in self.choices) or (
+            _is_number(value) and any(_is_number(c) and value == c for c in self.choices)
+        )
+
     def grid_values(self) -> list[Any]:
         """Every choice, in order."""
         return list(self.choices)
@@ -144,6 +158,10 @@ class Fixed:
         """A fixed value has no distribution."""
         return None
 
+    def contains(self, value: Any) -> bool:
+        """True only for the fixed value itself."""
+        return value == self.value
+
     def grid_values(self) -> list[Any]:
         """The one value."""
         return [self.value]
@@ -158,6 +176,10 @@ class Fixed:
 
 
 ParamSpec = Union[FloatParam, IntParam, CategoricalParam, Fixed]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 _RANGE_KEYS = {"low", "high", "log", "step"}
 

@@ -8,8 +8,11 @@ queued trial (SQLite ignores ``SELECT ... FOR UPDATE``).
 
 from __future__ import annotations
 
+import functools
+import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
@@ -21,20 +24,85 @@ from sqlalchemy import event
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
 from hpstudy.study.errors import UserError
 
-SQLITE_BUSY_TIMEOUT_S = 30
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 StaleTrialCallback = Callable[["optuna.Study", FrozenTrial], None]
 Mode = Literal["create", "write", "read"]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Optuna heartbeats: a running trial beats every ``interval`` s; after ``grace`` s of silence
+    any worker may fail it and queue its retry through ``on_stale``."""
+
+    interval: int
+    grace: int
+    on_stale: StaleTrialCallback | None = None
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How often and how patiently a storage call is retried when the database is briefly away."""
+
+    attempts: int = 8
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for errors that a retry can cure: a locked SQLite file, a dropped connection."""
+    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+        return True
+    return isinstance(cause, sqlalchemy.exc.OperationalError)
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        delay = self.retries.first_delay
+        for attempt in range(1, self.retries.attempts + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+                if attempt == self.retries.attempts or not _is_transient(exc):
+                    raise
+                self.retried += 1
+            time.sleep(delay)
+            delay = min(delay * 2, self.retries.max_delay)
+        raise AssertionError("unreachable")
+
+    return call
+
+
+class RetryingRDBStorage(RDBStorage):
+    """Optuna's RDBStorage with every call retried, with exponential backoff, when it fails for a
+    transient reason (SQLite ``database is locked``, a dropped PostgreSQL connection)."""
+
+    retries = Retries()
+    retried = 0  # how many retries this storage needed, for tests and diagnostics
+
+
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
+    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
+    "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
+    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+):
+    setattr(RetryingRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
+del _name
 
 
 def open_storage(
     location: StorageLocation,
     *,
     mode: Mode,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    stale_trial_callback: StaleTrialCallback | None = None,
-) -> RDBStorage:
+    heartbeat: Heartbeat | None = None,
+    sqlite_timeout: float = SQLITE_BUSY_TIMEOUT_S,
+) -> RetryingRDBStorage:
     """Open the storage at ``location``.
 
     ``mode``: "create" may create a missing SQLite file (and Optuna's tables); "write" needs an
@@ -51,34 +119,50 @@ def open_storage(
                 "check --storage, or start a study there with `hpstudy run`"
             )
     engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        {"connect_args": {"timeout": sqlite_timeout}}
         if location.is_sqlite
         else {"pool_pre_ping": True}
     )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
+            storage = RetryingRDBStorage(
                 read_only_url(location) if mode == "read" else location.url,
                 engine_kwargs=engine_kwargs,
                 skip_table_creation=mode == "read",
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=stale_trial_callback,
+                heartbeat_interval=heartbeat.interval if heartbeat else None,
+                grace_period=heartbeat.grace if heartbeat else None,
+                heartbeat_stale_trial_callback=heartbeat.on_stale if heartbeat else None,
             )
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.ProgrammingError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
-        raise UserError(
-            f"cannot open storage '{location.display()}' ({reason}); check the URL and that the server is up"
-        ) from None
+        raise _unreachable(location, exc) from None
     except ImportError:
         raise UserError(
             f"no database driver for '{location.display()}'; "
             "for PostgreSQL run pip install 'psycopg[binary]'"
         ) from None
     if location.is_sqlite and mode != "read":
-        tune_sqlite_engine(storage.engine)
+        tune_sqlite_engine(storage.engine, timeout=sqlite_timeout)
     return storage
+
+
+def has_optuna_tables(location: StorageLocation) -> bool:
+    """True when ``location`` holds Optuna's tables (a SQLite file that exists, a server database
+    that has them). Reads only; a server that cannot be reached is a UserError."""
+    if location.sqlite_path is not None:
+        return location.sqlite_path.exists()
+    engine = sqlalchemy.create_engine(location.url, pool_pre_ping=True)
+    try:
+        return sqlalchemy.inspect(engine).has_table("version_info")
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        raise _unreachable(location, exc) from None
+    finally:
+        engine.dispose()
+
+
+def _unreachable(location: StorageLocation, exc: sqlalchemy.exc.DBAPIError) -> UserError:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+    return UserError(f"cannot open storage '{location.display()}' ({reason}); check the URL and that the server is up")
 
 
 def read_only_url(location: StorageLocation) -> str:
@@ -88,7 +172,7 @@ def read_only_url(location: StorageLocation) -> str:
     return f"sqlite:///file:{location.sqlite_path}?mode=ro&uri=true"
 
 
-def tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
+def tune_sqlite_engine(engine: sqlalchemy.Engine, *, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
     """Make every new connection of ``engine`` use WAL, NORMAL sync and BEGIN IMMEDIATE."""
 
     @event.listens_for(engine, "connect")
@@ -97,7 +181,7 @@ def tune_sqlite_engine(engine: sqlalchemy.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

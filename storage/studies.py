@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import optuna
 
-from hpstudy.storage.engine import open_storage
+from hpstudy.storage.engine import has_optuna_tables, open_storage
 from hpstudy.storage.urls import StorageLocation
 from hpstudy.study.errors import UserError
 
 
 def find_study(location: StorageLocation, study_name: str) -> optuna.Study | None:
     """The study called ``study_name`` (opened read-only), or None when it, or the file, is absent."""
-    if not location.exists:
+    if not has_optuna_tables(location):
         return None
     storage = open_storage(location, mode="read")
     try:
@@ -22,7 +22,7 @@ def find_study(location: StorageLocation, study_name: str) -> optuna.Study | Non
 
 def existing_study_names(location: StorageLocation) -> list[str]:
     """Names of the studies at ``location`` (empty for a SQLite file that does not exist)."""
-    if not location.exists:
+    if not has_optuna_tables(location):
         return []
     storage = open_storage(location, mode="read")
     return sorted(optuna.get_all_study_names(storage))

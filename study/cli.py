@@ -1,13 +1,15 @@
 """The `hpstudy` command: parse arguments, call the function that does the work, map errors to exit codes.
 
-Exit codes: 0 done, 1 unexpected failure, 2 user mistake (one-line message), 130 interrupted
-(Ctrl-C).
+Exit codes: 0 done, 1 unexpected failure (or `check` found problems), 2 user mistake (one-line
+message), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). The storage URL may come from
+``--storage`` or the ``HPSTUDY_STORAGE`` environment variable (keeps passwords off command lines).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,6 +25,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+STORAGE_ENV = "HPSTUDY_STORAGE"
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
 PIPED_WIDTH = 160
 
@@ -65,7 +69,7 @@ def _quiet_libraries() -> None:
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # hpstudy reports trials itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -95,8 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", type=Path, help="YAML config file (default: the default preset)")
     run.add_argument("--preset", help="start from a named preset (see `hpstudy spaces`)")
     run.add_argument("--study-name", help="study name (default: from the config)")
-    run.add_argument("--storage", help=f"storage URL (default: from the config, {DEFAULT_STORAGE})")
+    run.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                     help=f"storage URL (default: ${STORAGE_ENV}, else from the config)")
     _run_limits(run)
+    _report_flags(run)
+    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the storage (default 1)")
+    run.add_argument("--devices", help="comma-separated devices given to workers round-robin, e.g. cuda:0,cuda:1")
     run.add_argument("--seed", type=int, help="study seed: sampler, data split and trial seeds")
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
@@ -106,9 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     resume = _command(commands, "resume", _cmd_resume, "continue a study from its stored config")
     _study_flags(resume)
     _run_limits(resume)
+    _report_flags(resume)
+
+    worker = _command(commands, "worker", _cmd_worker, "join an existing study as one more worker process")
+    _study_flags(worker)
+    _run_limits(worker)
+    worker.add_argument("--worker-index", type=int, default=None,
+                        help="tells workers apart for seeding (default: from the process id)")
+    worker.add_argument("--quiet", action="store_true", help="print only errors")
+
+    enqueue = _command(commands, "enqueue", _cmd_enqueue, "queue known params to be tried next")
+    _study_flags(enqueue)
+    enqueue.add_argument("--params", required=True,
+                         help='JSON object, or list of objects, e.g. \'{"lr": 0.01, "batch_size": 64}\'')
+
+    check = _command(commands, "check", _cmd_check, "check a storage: integrity, stuck trials, orphaned checkpoints")
+    check.add_argument("--study-name", help="check one study (default: all)")
+    _storage_flag(check)
+    check.add_argument("--fix", action="store_true", help="fail and re-queue stuck trials, delete orphaned checkpoints")
 
     listing = _command(commands, "list", _cmd_list, "studies in a storage, with trial counts")
-    listing.add_argument("--storage", default=DEFAULT_STORAGE, help="storage URL")
+    _storage_flag(listing)
 
     best = _command(commands, "best", _cmd_best, "the best trial of a study")
     _study_flags(best)
@@ -122,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = _command(commands, "report", _cmd_report, "write one self-contained HTML report of studies")
     report.add_argument("--study-name", action="append", default=[], help="a study to show (repeat to compare)")
     report.add_argument("--all", action="store_true", help="every study in the storage")
-    report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    _storage_flag(report)
     report.add_argument("-o", "--output", type=Path, help="output file (default: hpstudy-report-NAME.html)")
 
     _command(commands, "spaces", _cmd_spaces, "the presets and their search spaces")
@@ -137,13 +163,22 @@ def _command(commands: Any, name: str, handler: Handler, help_text: str) -> argp
 
 def _study_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--study-name", help="study name (may be left out when the storage holds one study)")
-    sub.add_argument("--storage", default=DEFAULT_STORAGE, help=f"storage URL (default {DEFAULT_STORAGE})")
+    _storage_flag(sub)
+
+
+def _storage_flag(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--storage", default=os.environ.get(STORAGE_ENV, DEFAULT_STORAGE),
+                     help=f"storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE})")
 
 
 def _run_limits(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--n-trials", type=int, help="target total of finished trials, counted across runs")
     sub.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    sub.add_argument("--budget-epochs", type=int, help="stop starting new trials once the study has trained this many epochs")
     sub.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+
+
+def _report_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
     sub.add_argument("--report", type=Path, metavar="PATH", help="where to write the HTML report")
 
@@ -152,6 +187,7 @@ def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
     values = {
         "study.n_trials": args.n_trials,
         "study.timeout": args.timeout,
+        "study.budget_epochs": args.budget_epochs,
         "train.device": args.device,
     }
     return {key: value for key, value in values.items() if value is not None}
@@ -177,6 +213,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         },
     }
     cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values)
+    if args.workers != 1 or args.devices:
+        from hpstudy.study.workers import WorkerPlan, run_workers
+
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+        plan = WorkerPlan.make(args.workers, devices, cfg.train.device)
+        return _run_and_summarize(console, lambda observer: run_workers(cfg, plan, observer=observer), cfg.storage, args)
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)
 
 
@@ -211,26 +253,75 @@ def _run_and_summarize(
     if not args.no_report:
         path = _write_report([study], args.report, storage=result.storage)
         console.print(f"Report: {path}")
+    return _exit_code(console, result)
+
+
+def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
+    """Say how to go on after an interrupted or timed-out run (unless quiet); return the exit code."""
+    resume = f"hpstudy resume --study-name {result.study_name} --storage {result.storage}"
+    if quiet:
+        console = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
     if result.interrupted:
+        what = "Terminated (SIGTERM)" if result.stop_reason == "terminated" else "Interrupted"
         console.print(
-            "Interrupted: the running trial was ended as failed; every finished trial is kept. "
-            f"Continue with: hpstudy resume --study-name {result.study_name} --storage {result.storage}"
+            f"{what}: the running trial was ended as failed and queued again; every finished trial is "
+            f"kept. Continue with: {resume}"
         )
-        return EXIT_INTERRUPTED
-    if result.stop_reason == "timeout":
-        console.print(f"Stopped at the timeout; continue with: hpstudy resume --study-name {result.study_name}")
+        return EXIT_TERMINATED if result.stop_reason == "terminated" else EXIT_INTERRUPTED
+    if result.stop_reason in ("timeout", "epoch budget spent"):
+        console.print(f"Stopped: {result.stop_reason}; continue with: {resume}")
     return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.study.console import ProgressView
+    from hpstudy.study.runner import resume_study
+
+    index = args.worker_index if args.worker_index is not None else os.getpid()
+    view = None if args.quiet else ProgressView(console)
+    try:
+        result = resume_study(
+            storage_url=args.storage, study_name=_study_name(args), overrides=_limit_values(args),
+            worker_index=index, observer=view,
+        )
+    finally:
+        if view is not None:
+            view.close()
+    if not args.quiet:
+        console.print(f"Worker done: {result.trials_this_run} trials; study has {result.finished} of {result.target} finished")
+    return _exit_code(console, result, quiet=args.quiet)
+
+
+def _cmd_enqueue(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.storage.enqueue import enqueue_params
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.config import parse_yaml
+
+    params = parse_yaml(args.params, source="--params")  # JSON is YAML; also accepts {lr: 0.1}
+    count = enqueue_params(parse_storage_url(args.storage), _study_name(args), params)
+    console.print(f"Queued {count} trial(s); the next workers of the study run them first")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.storage.check import check_storage
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.console import print_check_report
+
+    report = check_storage(parse_storage_url(args.storage), study_name=args.study_name, fix=args.fix)
+    print_check_report(console, report)
+    return EXIT_FAILURE if report.problems else EXIT_OK
 
 
 def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.reports.tables import study_rows
-    from hpstudy.storage.engine import open_storage
+    from hpstudy.storage.engine import has_optuna_tables, open_storage
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.console import studies_table
 
     location = parse_storage_url(args.storage)
-    if not location.exists:
-        raise UserError(f"no study database at '{location.sqlite_path}'; run `hpstudy run` first or pass --storage")
+    if not has_optuna_tables(location):
+        raise UserError(f"no study database at '{location.display()}'; run `hpstudy run` first or pass --storage")
     rows = study_rows(open_storage(location, mode="read"))
     if not rows:
         console.print(f"No studies in {location.display()}")

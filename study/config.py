@@ -46,6 +46,7 @@ RUN_ONLY_KEYS = (
     ("study", "budget_epochs"),
     ("storage",),
     ("train", "device"),
+    ("train", "checkpoint_dir"),
     ("data", "root"),
     ("data", "download"),
 )
@@ -79,8 +80,19 @@ class StudySection(_Section):
     timeout: NonNegativeFloat | None = None
     budget_epochs: PositiveInt | None = None
     seed: NonNegativeInt = 0
+    heartbeat_interval: PositiveInt = 5
+    grace_period: PositiveInt = 20
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
+
+    @model_validator(mode="after")
+    def _grace_outlasts_heartbeat(self) -> StudySection:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"study.grace_period ({self.grace_period} s) must be longer than "
+                f"study.heartbeat_interval ({self.heartbeat_interval} s); raise grace_period"
+            )
+        return self
 
     @model_validator(mode="after")
     def _direction_fits_metric(self) -> StudySection:
@@ -130,11 +142,16 @@ class SchedulerConfig(_Section):
 
 
 class TrainSection(_Section):
-    """How each trial trains: device, evaluation batch, early stopping, LR schedule."""
+    """How each trial trains: device, evaluation batch, early stopping, LR schedule, checkpoints
+    (``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
+    ``./hpstudy-checkpoints``)."""
 
     device: str = "auto"
     eval_batch_size: PositiveInt = 4096
     deterministic: bool = False
+    checkpoints: bool = True
+    checkpoint_dir: str | None = None
+    keep_best_model: bool = False
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
 

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpstudy.reports.tables import StudyRow
+from hpstudy.storage.check import CheckReport
 from hpstudy.study import trial_attrs
 from hpstudy.study.runner import FINISHED_STATES, RunResult
 
@@ -112,6 +113,9 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         accuracy = best.user_attrs.get(trial_attrs.VAL_ACCURACY)
         acc_text = f", val accuracy {accuracy:.4f}" if accuracy is not None else ""
         console.print(f"Best: trial {best.number}, value {_fmt(best.value)}{acc_text}", highlight=False)
+    if result.recovered:
+        numbers = ", ".join(f"#{n}" for n in result.recovered)
+        console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): retried from their checkpoints")
     console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
 
 
@@ -155,3 +159,23 @@ def studies_table(rows: Sequence[StudyRow], *, storage: str) -> Table:
             "-" if row.best_trial is None else str(row.best_trial),
         )
     return table
+
+
+def print_check_report(console: Console, report: CheckReport) -> None:
+    """`hpstudy check`: integrity, then per study the stuck trials and orphaned checkpoints."""
+    console.print(f"Storage {report.storage}: integrity {report.integrity}")
+    for health in report.studies:
+        console.print(f"Study '{health.name}':")
+        if health.running:
+            console.print(f"  running (worker alive): {', '.join(f'#{n}' for n in health.running)}")
+        if health.stuck:
+            action = "failed and queued again" if health.requeued else "run `hpstudy check --fix` or any run/resume to recover"
+            console.print(f"  stuck RUNNING (worker gone): {', '.join(f'#{n}' for n in health.stuck)}; {action}")
+        if health.orphans:
+            action = "deleted" if health.deleted else "delete with --fix"
+            console.print(f"  orphaned checkpoints: {len(health.orphans)} ({action})")
+            for path in health.orphans:
+                console.print(f"    {path}")
+        if not (health.running or health.stuck or health.orphans):
+            console.print("  ok")
+    console.print("No problems found" if not report.problems else f"{report.problems} problem(s) left")

@@ -1,23 +1,39 @@
 """The Optuna objective: sample params, build, train epoch by epoch, report, prune. It glues
-``search_spaces`` (what to try) to ``training`` (how to train) and records what reports need."""
+``search_spaces`` (what to try) to ``training`` (how to train), checkpoints every epoch so a retried
+trial continues where its killed attempt stopped, and records what reports need."""
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.study import trial_attrs
+from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_copy
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model
-from hpstudy.study import trial_attrs
-from hpstudy.study.training import EarlyStopping, EpochResult, build_optimizer, fit
+from hpstudy.study.training import (
+    EarlyStopping,
+    EpochResult,
+    Scheduler,
+    build_optimizer,
+    fit,
+    restore_training_state,
+    training_state,
+)
+
+ModelFactory = Callable[..., torch.nn.Module]
+OUT_OF_MEMORY = (torch.cuda.OutOfMemoryError, MemoryError)
+
 
 def trial_seed(study_seed: int, trial_number: int, repeat: int | None = None) -> int:
     """The torch seed of one trial: derived from the study seed and the trial number, or, when the
@@ -43,70 +59,118 @@ class LearningCurve:
             getattr(self, name).append(_json_float(getattr(result, name)))
         self.epoch_seconds.append(round(result.seconds, 6))
 
+    def __len__(self) -> int:
+        return len(self.val_loss)
+
     def to_dict(self) -> dict[str, list[float | None]]:
         """The stored form."""
-        return dict(vars(self))
+        return {name: list(values) for name, values in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, list[float | None]]) -> LearningCurve:
+        """Rebuild from ``to_dict``'s form (a checkpoint's history)."""
+        return cls(**{name: list(stored.get(name, [])) for name in vars(cls())})
 
 
 def _json_float(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-class Objective:
-    """Callable objective for ``study.optimize``: one call trains one trial."""
+@dataclass
+class _Attempt:
+    """What one call of the objective tracks while it trains."""
 
-    def __init__(self, cfg: StudyConfig, splits: Splits, *, device: torch.device) -> None:
+    hp: Hyperparams
+    lineage: int
+    seed: int
+    curve: LearningCurve = field(default_factory=LearningCurve)
+    best_epoch: int | None = None
+    best_score: float | None = None
+    best_accuracy: float | None = None
+    end_reason: str = "completed"
+    resumed_from: int = 0
+
+
+class Objective:
+    """Callable objective for ``study.optimize``: one call trains one trial.
+
+    ``checkpoints`` (with a ``writer``) turns on per-epoch checkpoints; ``worker`` is recorded on
+    each trial so a dead worker's trials can be recognised; ``model_factory`` builds the model
+    (``build_model``'s signature).
+    """
+
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        splits: Splits,
+        *,
+        study: optuna.Study,
+        device: torch.device,
+        checkpoints: CheckpointStore | None = None,
+        writer: CheckpointWriter | None = None,
+        worker: dict[str, Any] | None = None,
+        model_factory: ModelFactory = build_model,
+    ) -> None:
         self.cfg = cfg
         self.splits = splits.to(device)
+        self.study = study
         self.device = device
+        self.checkpoints = checkpoints
+        self.writer = writer
+        self.worker = worker
+        self.model_factory = model_factory
+        self.current_trial: int | None = None
         self._maximize = cfg.study.direction == "maximize"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial = trial.number
+        frozen = self._frozen(trial.number)
         hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
-        repeat = hp.seed if "seed" in self.cfg.search_space.searched else None
-        seed = trial_seed(self.cfg.study.seed, trial.number, repeat)
-        torch.manual_seed(seed)
-        model = build_model(
+        lineage = trial_attrs.lineage(frozen) if frozen is not None else trial.number
+        seed = trial.user_attrs.get(trial_attrs.TRIAL_SEED)
+        if seed is None:
+            repeat = hp.seed if "seed" in self.cfg.search_space.searched else None
+            seed = trial_seed(self.cfg.study.seed, lineage, repeat)
+        start_attrs = {trial_attrs.TRIAL_SEED: seed, trial_attrs.DEVICE: str(self.device)}
+        if self.worker is not None:
+            start_attrs[trial_attrs.WORKER] = self.worker
+        for key, value in start_attrs.items():
+            trial.set_user_attr(key, value)
+        attempt = _Attempt(hp=hp, lineage=lineage, seed=seed)
+        out_of_memory = None
+        try:
+            self._train(trial, attempt)
+        except OUT_OF_MEMORY as exc:
+            out_of_memory = f"out of memory at epoch {len(attempt.curve) + 1}: {str(exc).splitlines()[0][:200]}"
+        except optuna.TrialPruned:
+            self._finish(trial, attempt, keep_checkpoint=False)
+            raise
+        except BaseException as exc:
+            attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {len(attempt.curve) + 1}"
+            self._finish(trial, attempt, keep_checkpoint=True)  # a retry continues from it
+            raise
+        if out_of_memory is not None:  # outside the except block, so the traceback's tensors are gone
+            self._free_memory()
+            attempt.end_reason = out_of_memory
+            self._finish(trial, attempt, keep_checkpoint=False)
+            raise optuna.TrialPruned(out_of_memory)
+        if len(attempt.curve) < hp.epochs:
+            attempt.end_reason = f"early stopped at epoch {len(attempt.curve)}"
+        self._finish(trial, attempt, keep_checkpoint=False)
+        assert attempt.best_score is not None, "fit yields at least one epoch"
+        return attempt.best_score
+
+    # ------------------------------------------------------------ training
+
+    def _train(self, trial: optuna.Trial, attempt: _Attempt) -> None:
+        hp, train_cfg = attempt.hp, self.cfg.train
+        torch.manual_seed(attempt.seed)
+        model = self.model_factory(
             hp, kind=self.cfg.model.kind, input_shape=self.splits.input_shape, n_classes=self.splits.n_classes
         ).to(self.device)
         optimizer = build_optimizer(model, hp)
-        curve = LearningCurve()
-        best: EpochResult | None = None
-        end_reason = "completed"
-        try:
-            for result in self._epochs(model, optimizer, hp, seed):
-                curve.append(result)
-                score = self._score(result)
-                trial.report(score, result.epoch)
-                if not result.finite:
-                    end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
-                    raise optuna.TrialPruned(end_reason)
-                if best is None or self._better(score, self._score(best)):
-                    best = result
-                if trial.should_prune():
-                    end_reason = f"pruned at epoch {result.epoch}"
-                    raise optuna.TrialPruned(end_reason)
-        except optuna.TrialPruned:
-            raise
-        except BaseException as exc:
-            end_reason = f"stopped by {type(exc).__name__} at epoch {len(curve.val_loss) + 1}"
-            raise
-        else:
-            if len(curve.val_loss) < hp.epochs:
-                end_reason = f"early stopped at epoch {len(curve.val_loss)}"
-        finally:
-            self._record(trial, hp, seed, curve, best, end_reason)
-        assert best is not None, "fit yields at least one epoch"
-        return self._score(best)
-
-    def _epochs(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, hp: Hyperparams, seed: int
-    ) -> Iterator[EpochResult]:
-        train_cfg = self.cfg.train
         scheduler = (
-            torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, factor=train_cfg.scheduler.factor, patience=train_cfg.scheduler.patience
-            )
+            Scheduler(optimizer, factor=train_cfg.scheduler.factor, patience=train_cfg.scheduler.patience)
             if train_cfg.scheduler.name == "plateau"
             else None
         )
@@ -115,6 +179,40 @@ class Objective:
             if train_cfg.early_stopping.patience is not None
             else None
         )
+        generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
+        parts = {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping}
+        self._resume(trial, attempt, model, optimizer, parts)
+        for result in self._epochs(model, optimizer, hp, start_epoch=len(attempt.curve) + 1, **parts):
+            attempt.curve.append(result)
+            score = self._score(result)
+            trial.report(score, result.epoch)
+            if not result.finite:
+                attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
+                raise optuna.TrialPruned(attempt.end_reason)
+            if attempt.best_score is None or self._better(score, attempt.best_score):
+                attempt.best_epoch, attempt.best_score = result.epoch, score
+                attempt.best_accuracy = result.val_accuracy
+            self._checkpoint(attempt, training_state(model, optimizer, **parts))
+            if trial.should_prune():
+                attempt.end_reason = f"pruned at epoch {result.epoch}"
+                raise optuna.TrialPruned(attempt.end_reason)
+        if self.cfg.train.keep_best_model and self.checkpoints is not None and self._is_new_best(attempt):
+            self.checkpoints.save_best_model(
+                cpu_copy(model.state_dict()),
+                {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
+            )
+
+    def _epochs(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        hp: Hyperparams,
+        *,
+        start_epoch: int,
+        generator: torch.Generator,
+        scheduler: Scheduler | None,
+        early_stopping: EarlyStopping | None,
+    ) -> Iterator[EpochResult]:
         splits = self.splits
         return fit(
             model,
@@ -122,39 +220,94 @@ class Objective:
             (splits.x_train, splits.y_train, splits.x_val, splits.y_val),
             epochs=hp.epochs,
             batch_size=hp.batch_size,
-            generator=torch.Generator(device=self.device).manual_seed(seed),
-            eval_batch_size=train_cfg.eval_batch_size,
+            generator=generator,
+            eval_batch_size=self.cfg.train.eval_batch_size,
             scheduler=scheduler,
             early_stopping=early_stopping,
+            start_epoch=start_epoch,
         )
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _resume(
+        self, trial: optuna.Trial, attempt: _Attempt, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        parts: dict[str, Any],
+    ) -> None:
+        """Continue from the lineage's checkpoint, if any: restore state and re-report its epochs."""
+        if self.checkpoints is None:
+            return
+        saved = self.checkpoints.load(attempt.lineage)
+        if saved is None:
+            return
+        restore_training_state(saved["training"], model, optimizer, **parts)
+        attempt.curve = LearningCurve.from_dict(saved["curve"])
+        attempt.best_epoch, attempt.best_score = saved["best_epoch"], saved["best_score"]
+        attempt.best_accuracy = saved["best_accuracy"]
+        attempt.resumed_from = len(attempt.curve)
+        for epoch, value in enumerate(saved["scores"], start=1):
+            trial.report(value, epoch)
+        trial.set_user_attr(trial_attrs.RESUMED_FROM, {"trial": attempt.lineage, "epoch": attempt.resumed_from})
+
+    def _checkpoint(self, attempt: _Attempt, state: dict[str, Any]) -> None:
+        if self.checkpoints is None or self.writer is None:
+            return
+        scores = [v if v is not None else math.nan for v in (
+            attempt.curve.val_accuracy if self.cfg.study.metric == "val_accuracy" else attempt.curve.val_loss
+        )]
+        self.writer.submit(
+            self.checkpoints.path(attempt.lineage),
+            {
+                "training": cpu_copy(state),
+                "curve": attempt.curve.to_dict(),
+                "scores": scores,
+                "best_epoch": attempt.best_epoch,
+                "best_score": attempt.best_score,
+                "best_accuracy": attempt.best_accuracy,
+            },
+        )
+
+    def _is_new_best(self, attempt: _Attempt) -> bool:
+        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        values = [t.value for t in completed if t.value is not None]
+        if not values:
+            return True
+        best = max(values) if self._maximize else min(values)
+        return attempt.best_score is not None and self._better(attempt.best_score, best)
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _finish(self, trial: optuna.Trial, attempt: _Attempt, *, keep_checkpoint: bool) -> None:
+        if self.checkpoints is not None and self.writer is not None:
+            if keep_checkpoint:
+                self.writer.flush()
+            else:
+                self.writer.discard(self.checkpoints.path(attempt.lineage))
+        attrs: dict[str, Any] = {
+            trial_attrs.CURVE: attempt.curve.to_dict(),
+            trial_attrs.HYPERPARAMS: attempt.hp.to_flat(),
+            trial_attrs.EPOCHS_REQUESTED: attempt.hp.epochs,
+            trial_attrs.EPOCHS_RUN: len(attempt.curve),
+            trial_attrs.END_REASON: attempt.end_reason,
+        }
+        if attempt.best_epoch is not None:
+            attrs[trial_attrs.BEST_EPOCH] = attempt.best_epoch
+            attrs[trial_attrs.VAL_ACCURACY] = attempt.best_accuracy
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _frozen(self, number: int) -> FrozenTrial | None:
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number == number:
+                return frozen
+        return None
 
     def _score(self, result: EpochResult) -> float:
         return result.val_accuracy if self.cfg.study.metric == "val_accuracy" else result.val_loss
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self._maximize else a < b
-
-    def _record(
-        self,
-        trial: optuna.Trial,
-        hp: Hyperparams,
-        seed: int,
-        curve: LearningCurve,
-        best: EpochResult | None,
-        end_reason: str,
-    ) -> None:
-        attrs: dict[str, Any] = {
-            trial_attrs.CURVE: curve.to_dict(),
-            trial_attrs.HYPERPARAMS: hp.to_flat(),
-            trial_attrs.TRIAL_SEED: seed,
-            trial_attrs.DEVICE: str(self.device),
-            trial_attrs.EPOCHS_REQUESTED: hp.epochs,
-            trial_attrs.EPOCHS_RUN: len(curve.val_loss),
-            trial_attrs.END_REASON: end_reason,
-        }
-        if best is not None:
-            attrs[trial_attrs.BEST_EPOCH] = best.epoch
-            attrs[trial_attrs.VAL_ACCURACY] = best.val_accuracy
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-

@@ -1,23 +1,32 @@
 """Running a study: check everything, load the data once, open the storage, optimize to a target.
 
 ``run_study`` starts or continues a study from a config; ``resume_study`` continues one from the
-config stored in it. Both count ``n_trials`` as a target total of finished (complete + pruned)
-trials across all runs, and stop at that target, at the timeout, or on Ctrl-C.
+config stored in it (``worker`` joins one the same way, as one of several processes). All count
+``n_trials`` as a target total of finished (complete + pruned) trials across runs and workers.
+A run first recovers trials whose process died, then samples new ones, and stops at the target,
+the timeout, the epoch budget, Ctrl-C or SIGTERM. An interrupted trial is failed and queued again
+with the same params, so the next run retries it from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpstudy.storage.engine import open_storage
+from hpstudy.storage.engine import Heartbeat, open_storage
+from hpstudy.storage.recovery import RetryStaleTrial, WorkerIdentity, recover_abandoned_trials
 from hpstudy.storage.stored_config import (
     RunRecord,
     check_same_config,
@@ -27,14 +36,20 @@ from hpstudy.storage.stored_config import (
 )
 from hpstudy.storage.studies import find_study, load_existing_study
 from hpstudy.storage.urls import StorageLocation, parse_storage_url
+from hpstudy.study import trial_attrs
+from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, checkpoint_root
 from hpstudy.study.config import StudyConfig
-from hpstudy.study.data import load_splits
+from hpstudy.study.data import Splits, load_splits
 from hpstudy.study.devices import describe_device, resolve_device
-from hpstudy.study.errors import UserError
-from hpstudy.study.objective import Objective
+from hpstudy.study.models import build_model
+from hpstudy.study.objective import ModelFactory, Objective
 from hpstudy.study.optuna_parts import build_pruner, build_sampler
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so Optuna ends the running trial like on Ctrl-C."""
 
 
 class RunObserver(Protocol):
@@ -60,11 +75,12 @@ class RunResult:
     wall_seconds: float
     device: str
     stop_reason: str
+    recovered: tuple[int, ...] = ()
 
     @property
     def interrupted(self) -> bool:
-        """True when Ctrl-C (or a termination signal) ended the run early."""
-        return self.stop_reason == "interrupted"
+        """True when Ctrl-C or SIGTERM ended the run early."""
+        return self.stop_reason in ("interrupted", "terminated")
 
     @property
     def finished(self) -> int:
@@ -72,18 +88,29 @@ class RunResult:
         return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
 
 
-def run_study(cfg: StudyConfig, *, observer: RunObserver | None = None) -> RunResult:
-    """Start the study ``cfg`` describes, or continue it if it exists with the same config."""
+def run_study(
+    cfg: StudyConfig, *, observer: RunObserver | None = None, model_factory: ModelFactory = build_model
+) -> RunResult:
+    """Start the study ``cfg`` describes, or continue it if it exists with the same config.
+
+    ``model_factory`` builds each trial's model (``build_model``'s signature): pass your own to
+    tune a model family hpstudy does not ship.
+    """
+    location, device, splits = prepare_run(cfg)
+    storage = open_storage(location, mode="create")
+    create_if_missing(storage, cfg)
+    return _run(cfg, location=location, device=device, splits=splits, observer=observer, model_factory=model_factory)
+
+
+def prepare_run(cfg: StudyConfig) -> tuple[StorageLocation, torch.device, Splits]:
+    """Every check a new run makes before it writes anything: storage URL, device, an existing
+    study's config, the data. Returns what the run needs."""
     location = parse_storage_url(cfg.storage)
     device = resolve_device(cfg.train.device)
     existing = find_study(location, cfg.study.name)
     if existing is not None:
         check_same_config(existing, cfg)
-    splits = load_splits(cfg.data, seed=cfg.study.seed)
-    storage = open_storage(location, mode="create")
-    _create_if_missing(storage, cfg)
-    study, seed = _load_for_run(storage, cfg)
-    return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed, observer=observer)
+    return location, device, load_splits(cfg.data, seed=cfg.study.seed)
 
 
 def resume_study(
@@ -91,47 +118,34 @@ def resume_study(
     storage_url: str,
     study_name: str,
     overrides: Mapping[str, Any] | None = None,
+    worker_index: int = 0,
     observer: RunObserver | None = None,
 ) -> RunResult:
     """Continue ``study_name`` from its stored config; ``overrides`` may change run-only keys
-    (``study.n_trials``, ``study.timeout``, ``train.device``...)."""
+    (``study.n_trials``, ``study.timeout``, ``train.device``...). ``worker_index`` tells workers
+    of one study apart (each samples with its own seed)."""
     location = parse_storage_url(storage_url)
-    study = load_existing_study(location, study_name)
-    cfg = stored_config(study).with_overrides({**(overrides or {}), "storage": storage_url})
+    cfg = stored_config(load_existing_study(location, study_name)).with_overrides(
+        {**(overrides or {}), "storage": storage_url}
+    )
     device = resolve_device(cfg.train.device)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
-    study, seed = _load_for_run(open_storage(location, mode="write"), cfg)
-    return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed, observer=observer)
+    return _run(cfg, location=location, device=device, splits=splits, observer=observer, worker_index=worker_index)
 
 
-def _create_if_missing(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> None:
+def create_if_missing(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> None:
+    """Create the study (and store its config) unless it exists."""
     study = optuna.create_study(
-        storage=storage,
-        study_name=cfg.study.name,
-        direction=cfg.study.direction,
-        load_if_exists=True,
+        storage=storage, study_name=cfg.study.name, direction=cfg.study.direction, load_if_exists=True
     )
     if not has_stored_config(study):
         save_config(study, cfg)
 
 
-def _load_for_run(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> tuple[optuna.Study, int]:
-    """The study with this run's pruner and sampler, and the sampler's seed (derived so that a
-    continued study draws new samples)."""
-    study_id = storage.get_study_id_from_name(cfg.study.name)
-    seed = session_seed(cfg.study.seed, len(storage.get_all_trials(study_id, deepcopy=False)))
-    study = optuna.load_study(
-        study_name=cfg.study.name,
-        storage=storage,
-        sampler=build_sampler(cfg, seed=seed),
-        pruner=build_pruner(cfg.study.pruner),
-    )
-    return study, seed
-
-
 def session_seed(study_seed: int, n_existing_trials: int, worker: int = 0) -> int:
     """The sampler seed of one run: the study seed itself for a fresh study's first worker, else
-    derived from how many trials exist, so a resumed seeded study never replays its samples."""
+    derived from how many trials exist (and the worker), so a continued seeded study never
+    replays its samples and two workers never draw the same ones."""
     if n_existing_trials == 0 and worker == 0:
         return study_seed
     return int(np.random.SeedSequence([study_seed, n_existing_trials, worker]).generate_state(1)[0])
@@ -145,76 +159,221 @@ def count_states(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def _run(
+    cfg: StudyConfig,
+    *,
+    location: StorageLocation,
+    device: torch.device,
+    splits: Splits,
+    observer: RunObserver | None,
+    worker_index: int = 0,
+    model_factory: ModelFactory = build_model,
+) -> RunResult:
+    heartbeat = Heartbeat(cfg.study.heartbeat_interval, cfg.study.grace_period, RetryStaleTrial())
+    storage = open_storage(location, mode="write", heartbeat=heartbeat)
+    study_id = storage.get_study_id_from_name(cfg.study.name)
+    seed = session_seed(cfg.study.seed, len(storage.get_all_trials(study_id, deepcopy=False)), worker_index)
+    study = optuna.load_study(
+        study_name=cfg.study.name,
+        storage=storage,
+        sampler=build_sampler(cfg, seed=seed),
+        pruner=build_pruner(cfg.study.pruner),
+    )
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    recovered = tuple(recover_abandoned_trials(study))
+    return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed,
+                     recovered=recovered, observer=observer, model_factory=model_factory)
+
+
 def _optimize(
     study: optuna.Study,
     cfg: StudyConfig,
     *,
-    splits: Any,
-    device: Any,
+    splits: Splits,
+    device: torch.device,
     location: StorageLocation,
     seed: int,
+    recovered: tuple[int, ...],
     observer: RunObserver | None,
+    model_factory: ModelFactory,
 ) -> RunResult:
     target = cfg.study.n_trials
     started = time.perf_counter()
-    before = len(study.get_trials(deepcopy=False))
-    finished = _n_finished(study)
     device_name = describe_device(device)
-    stop_reason = "target reached"
     run_record = RunRecord.start(study, sampler_seed=seed, device=device_name, target=target)
     if observer is not None:
-        observer.started(study, target=target, finished=finished, device=device_name)
-    if finished < target:
-        objective = Objective(cfg, splits, device=device)
-        callbacks = [_StopAtTarget(target)]
-        if observer is not None:
-            callbacks.append(lambda s, t: observer.trial_finished(s, t))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.optimize(objective, timeout=cfg.study.timeout, callbacks=callbacks)
-        except KeyboardInterrupt:
-            stop_reason = "interrupted"
-        except Exception as exc:
-            run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=len(study.get_trials(deepcopy=False)) - before)
-            raise
-        else:
-            if _n_finished(study) < target:
-                stop_reason = "timeout"
-    trials_this_run = len(study.get_trials(deepcopy=False)) - before
+        observer.started(study, target=target, finished=_n_finished(study), device=device_name)
+    stop_reason = "target reached"
+    writer = CheckpointWriter() if cfg.train.checkpoints else None
+    objective = Objective(
+        cfg,
+        splits,
+        study=study,
+        device=device,
+        checkpoints=CheckpointStore(
+            checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
+        ) if writer else None,
+        writer=writer,
+        worker=WorkerIdentity.current().to_dict(),
+        model_factory=model_factory,
+    )
+    admit = _AdmitWithinTarget(objective, target)
+    try:
+        stop_reason = _StopRule.from_config(cfg).reason_to_stop(study) or _optimize_until_stopped(
+            study, cfg, admit, observer
+        )
+    except KeyboardInterrupt as exc:
+        stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        _requeue(study, objective.current_trial)
+    except Exception as exc:
+        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=admit.calls)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    trials_this_run = admit.calls
     run_record.finish(study, stop_reason=stop_reason, trials=trials_this_run)
-    counts = count_states(study)
     return RunResult(
         study_name=study.study_name,
         storage=location.display(),
-        counts=counts,
+        counts=count_states(study),
         target=target,
-        best_trial=_best_trial(study),
+        best_trial=best_trial_of(study),
         trials_this_run=trials_this_run,
         wall_seconds=time.perf_counter() - started,
         device=device_name,
         stop_reason=stop_reason,
+        recovered=recovered,
     )
+
+
+def _optimize_until_stopped(
+    study: optuna.Study, cfg: StudyConfig, objective: _AdmitWithinTarget, observer: RunObserver | None
+) -> str:
+    target = cfg.study.n_trials
+    stop = _StopRule.from_config(cfg)
+    callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop]
+    if observer is not None:
+        callbacks.append(observer.trial_finished)
+    with _sigterm_as_interrupt(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(
+            objective,
+            timeout=cfg.study.timeout,
+            callbacks=callbacks,
+            catch=(_SurplusTrial,),
+        )
+    if stop.reason is not None:
+        return stop.reason
+    return "target reached" if _n_finished(study) >= target else "timeout"
 
 
 def _n_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def _best_trial(study: optuna.Study) -> FrozenTrial | None:
+def best_trial_of(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, or None when there is none yet."""
     try:
         return study.best_trial
     except ValueError:
         return None
 
 
-class _StopAtTarget:
-    """Stop the study once finished trials plus those still running reach the target."""
+def _requeue(study: optuna.Study, number: int | None) -> None:
+    """Queue a retry of the trial this process was running when it was interrupted."""
+    if number is None:
+        return
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if trial.number == number:
+            RetryStaleTrial()(study, trial)
+            return
 
-    def __init__(self, target: int) -> None:
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While optimizing, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _SurplusTrial(Exception):
+    """A trial that started after other workers had already filled the target."""
+
+
+class _AdmitWithinTarget:
+    """Wraps the objective: a trial that would take the study past its target is not trained.
+
+    Trials are ranked by start time (then number) among those complete, pruned or running; one
+    ranked at the target or beyond is ended as failed, with the reason stored, and the study
+    stops. This closes the race where several workers start a trial at the same moment.
+    """
+
+    def __init__(self, objective: Objective, target: int) -> None:
+        self.objective = objective
         self.target = target
+        self.calls = 0  # trials this process started
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.calls += 1
+        study = self.objective.study
+        active = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
+        me = next((t for t in active if t.number == trial.number), None)
+        if me is not None and me.datetime_start is not None:
+            ahead = sum(
+                1 for t in active
+                if t.number != me.number and t.datetime_start is not None
+                and (t.datetime_start, t.number) < (me.datetime_start, me.number)
+            )
+            if ahead >= self.target:
+                trial.set_user_attr(trial_attrs.END_REASON, f"not run: the target of {self.target} was reached")
+                study.stop()
+                raise _SurplusTrial(f"target of {self.target} trials reached by other workers")
+        return self.objective(trial)
+
+
+class _StopRule:
+    """Stop once finished plus running trials reach the target, or once the epochs run by the
+    study's finished trials reach ``budget_epochs``. Checked before the first trial and after each."""
+
+    def __init__(self, *, target: int, budget_epochs: int | None) -> None:
+        self.target = target
+        self.budget_epochs = budget_epochs
+        self.reason: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: StudyConfig) -> _StopRule:
+        """The rule for ``cfg``'s target and epoch budget."""
+        return cls(target=cfg.study.n_trials, budget_epochs=cfg.study.budget_epochs)
+
+    def reason_to_stop(self, study: optuna.Study) -> str | None:
+        """Why the study should start no further trial, or None."""
+        trials = study.get_trials(deepcopy=False)
+        active = sum(1 for t in trials if t.state in (*FINISHED_STATES, TrialState.RUNNING))
+        if active >= self.target:
+            return "target reached"
+        if self.budget_epochs is not None and epochs_run(trials) >= self.budget_epochs:
+            return "epoch budget spent"
+        return None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        states = (*FINISHED_STATES, TrialState.RUNNING)
-        if len(study.get_trials(deepcopy=False, states=states)) >= self.target:
+        self.reason = self.reason_to_stop(study)
+        if self.reason is not None:
             study.stop()
+
+
+def epochs_run(trials: list[FrozenTrial]) -> int:
+    """Epochs trained by the complete and pruned trials of a study (its compute spent so far)."""
+    return sum(int(t.user_attrs.get(trial_attrs.EPOCHS_RUN, 0)) for t in trials if t.state in FINISHED_STATES)

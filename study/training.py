@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,57 @@ class EarlyStopping:
         else:
             self.bad_epochs += 1
         return self.bad_epochs >= self.patience
+
+
+Scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    generator: torch.Generator,
+    scheduler: Scheduler | None = None,
+    early_stopping: EarlyStopping | None = None,
+) -> dict[str, Any]:
+    """Everything needed to go on training exactly from here: weights, optimizer, schedule,
+    early-stopping counters and every random state (references to live tensors, not copies)."""
+    state: dict[str, Any] = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if early_stopping is not None:
+        state["early_stopping"] = asdict(early_stopping)
+    return state
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    generator: torch.Generator,
+    scheduler: Scheduler | None = None,
+    early_stopping: EarlyStopping | None = None,
+) -> None:
+    """Put the state captured by ``training_state`` back into freshly built objects."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if early_stopping is not None and "early_stopping" in state:
+        for key, value in state["early_stopping"].items():
+            setattr(early_stopping, key, value)
 
 
 def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
@@ -137,7 +189,7 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     eval_batch_size: int = 4096,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None,
+    scheduler: Scheduler | None = None,
     early_stopping: EarlyStopping | None = None,
     start_epoch: int = 1,
 ) -> Iterator[EpochResult]:
@@ -164,10 +216,12 @@ def fit(
             train_seconds=trained - started,
             val_seconds=time.perf_counter() - trained,
         )
-        yield result
         if not result.finite:
+            yield result
             return
         if scheduler is not None:
             scheduler.step(val_loss)
-        if early_stopping is not None and early_stopping.should_stop(val_loss):
+        stop = early_stopping is not None and early_stopping.should_stop(val_loss)
+        yield result  # the state seen here is the state after this epoch: a checkpoint resumes from it
+        if stop:
             return

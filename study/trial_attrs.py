@@ -5,6 +5,12 @@ Kept free of torch so that reports and exports can read studies without the trai
 
 from __future__ import annotations
 
+import warnings
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+
 CURVE = "curve"  # dict of per-epoch lists: train_loss, train_accuracy, val_loss, val_accuracy, lr, epoch_seconds
 HYPERPARAMS = "hyperparams"  # every knob of the trial, searched or not
 EPOCHS_RUN = "epochs_run"
@@ -14,3 +20,14 @@ VAL_ACCURACY = "val_accuracy"  # validation accuracy at the best epoch
 END_REASON = "end_reason"  # completed, early stopped, pruned, diverged, stopped by ...
 TRIAL_SEED = "trial_seed"
 DEVICE = "device"
+WORKER = "worker"  # {host, pid, started}: the process running the trial, to recognise a dead one
+RESUMED_FROM = "resumed_from"  # {trial, epoch}: the checkpoint a retried trial continued from
+
+
+def lineage(trial: FrozenTrial) -> int:
+    """The number of the first attempt of ``trial``: itself, or the original trial a retry repeats
+    (Optuna's retry system attrs). All attempts of one lineage share one checkpoint."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if original is None else original

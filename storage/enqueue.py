@@ -1,0 +1,49 @@
+"""`hpstudy enqueue`: queue known params; the study's next trials run them before sampling anew."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from hpstudy.search_spaces.catalog import PER_LAYER_PREFIX
+from hpstudy.search_spaces.params import Fixed
+from hpstudy.storage.engine import open_storage
+from hpstudy.storage.stored_config import stored_config
+from hpstudy.storage.studies import load_existing_study
+from hpstudy.storage.urls import StorageLocation
+from hpstudy.study.errors import UserError, did_you_mean
+
+ENQUEUED_ATTR = "enqueued"
+
+
+def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> int:
+    """Check ``params`` (one mapping or a list of them) against the study's stored space and queue
+    them; returns how many were queued. Nothing is queued unless every set is valid."""
+    batch = params if isinstance(params, list) else [params]
+    if not batch:
+        raise UserError("--params is an empty list; give at least one set of params")
+    cfg = stored_config(load_existing_study(location, study_name))
+    checked = [_check(cfg.search_space, entry, cfg.model.per_layer_units) for entry in batch]
+    study = optuna.load_study(study_name=study_name, storage=open_storage(location, mode="write"))
+    for entry in checked:
+        study.enqueue_trial(entry, user_attrs={ENQUEUED_ATTR: True})
+    return len(checked)
+
+
+def _check(space: Any, entry: Any, per_layer_units: bool) -> dict[str, Any]:
+    if not isinstance(entry, Mapping) or not entry:
+        raise UserError(f"--params: each set must be a non-empty JSON object of param names to values (got {entry!r})")
+    for name, value in entry.items():
+        spec_name = "hidden_units" if per_layer_units and str(name).startswith(PER_LAYER_PREFIX) else name
+        if spec_name not in space.searched:
+            if spec_name in space.specs and isinstance(space.specs[spec_name], Fixed):
+                raise UserError(f"--params: '{name}' is fixed at {space.specs[spec_name].value!r} in this study; leave it out")
+            raise UserError(
+                f"--params: '{name}' is not searched by this study{did_you_mean(str(name), space.searched)}"
+            )
+        spec = space.specs[spec_name]
+        if not spec.contains(value):
+            raise UserError(f"--params: {name}={value!r} is outside the study's space ({spec.describe()})")
+    return dict(entry)

@@ -1,0 +1,136 @@
+"""`hpstudy run --workers N`: N processes on one storage, coordinated only through the database.
+
+The parent checks everything, creates the study, then starts N `hpstudy worker` processes (each
+samples with its own seed and takes its device round-robin from ``devices``) and shows their
+combined progress by reading the storage. Ctrl-C or SIGTERM to the parent is passed on to every
+worker, which ends its trial as failed and queues it again, as a single run would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from hpstudy.storage.engine import open_storage
+from hpstudy.study.config import StudyConfig
+from hpstudy.study.devices import resolve_device
+from hpstudy.study.errors import UserError
+from hpstudy.study.runner import (
+    FINISHED_STATES,
+    RunObserver,
+    RunResult,
+    best_trial_of,
+    count_states,
+    create_if_missing,
+    prepare_run,
+)
+
+STORAGE_ENV = "HPSTUDY_STORAGE"  # the storage URL reaches workers here, never on a command line
+POLL_SECONDS = 0.5
+EXIT_TERMINATED = 143
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers, and the device each one trains on."""
+
+    count: int
+    devices: tuple[str, ...]
+
+    @classmethod
+    def make(cls, count: int, devices: Sequence[str] | None, default_device: str) -> WorkerPlan:
+        """Validate ``count`` and assign ``devices`` round-robin (every worker: the default)."""
+        if count < 1:
+            raise UserError(f"--workers must be at least 1 (got {count})")
+        pool = list(devices) if devices else [default_device]
+        for name in pool:
+            resolve_device(name)
+        return cls(count=count, devices=tuple(pool[i % len(pool)] for i in range(count)))
+
+
+def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | None = None) -> RunResult:
+    """Run the study with ``plan.count`` worker processes and wait for all of them."""
+    location, _device, _splits = prepare_run(cfg)
+    storage = open_storage(location, mode="create")
+    create_if_missing(storage, cfg)
+    study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    before = len(study.get_trials(deepcopy=False))
+    started = time.perf_counter()
+    if observer is not None:
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        observer.started(study, target=cfg.study.n_trials, finished=finished, device=", ".join(sorted(set(plan.devices))))
+    processes = [_start_worker(cfg, index, device) for index, device in enumerate(plan.devices)]
+    stop_reason = _supervise(processes, study, observer, seen={t.number for t in study.get_trials(deepcopy=False)})
+    return RunResult(
+        study_name=cfg.study.name,
+        storage=location.display(),
+        counts=count_states(study),
+        target=cfg.study.n_trials,
+        best_trial=best_trial_of(study),
+        trials_this_run=len(study.get_trials(deepcopy=False)) - before,
+        wall_seconds=time.perf_counter() - started,
+        device=", ".join(plan.devices),
+        stop_reason=stop_reason,
+    )
+
+
+def _start_worker(cfg: StudyConfig, index: int, device: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "hpstudy.study.cli", "worker",
+        "--study-name", cfg.study.name,
+        "--worker-index", str(index + 1),
+        "--device", device,
+        "--n-trials", str(cfg.study.n_trials),
+        "--quiet",
+    ]
+    if cfg.study.timeout is not None:
+        command += ["--timeout", str(cfg.study.timeout)]
+    env = {**os.environ, STORAGE_ENV: cfg.storage}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def _supervise(
+    processes: list[subprocess.Popen[bytes]], study: optuna.Study, observer: RunObserver | None, *, seen: set[int]
+) -> str:
+    """Wait for the workers, forwarding Ctrl-C and SIGTERM to them; report finished trials."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while any(p.poll() is None for p in processes):
+            time.sleep(POLL_SECONDS)
+            seen = _report_new(study, observer, seen)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _report_new(study, observer, seen)
+    if received:
+        return "terminated" if signal.SIGTERM in received else "interrupted"
+    failed = [p.returncode for p in processes if p.returncode not in (0,)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} worker(s) failed (exit codes {failed}); finished trials are kept")
+    return "target reached"
+
+
+def _report_new(study: optuna.Study, observer: RunObserver | None, seen: set[int]) -> set[int]:
+    if observer is None:
+        return seen
+    done = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.FAIL))
+    for trial in sorted(done, key=lambda t: t.number):
+        if trial.number not in seen:
+            observer.trial_finished(study, trial)
+    return seen | {t.number for t in done}

@@ -1,0 +1,136 @@
+"""Real processes killed for real: SIGTERM, SIGINT and repeated SIGKILL, then resumed; nothing lost."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpstudy.study import trial_attrs
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def slow_config(folder: Path, *, name: str, n_trials: int, epochs: int) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        f"study: {{name: {name}, n_trials: {n_trials}, pruner: {{name: median, options: {{n_startup_trials: 100}}}}}}\n"
+        "train: {device: cpu}\n"
+        f"search_space: {{epochs: {epochs}, n_layers: 1, hidden_units: 32, batch_size: 32, "
+        "lr: {low: 0.001, high: 0.01, log: true}}\n"
+    )
+    return path
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials()
+    except Exception:  # the file or the study does not exist yet
+        return []
+
+
+def start(config: Path, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "run", str(config), "--no-report"],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def checkpoint_files(cwd: Path, name: str) -> list[Path]:
+    return list((cwd / "hpstudy.db.checkpoints" / name).glob("trial-*.pt"))
+
+
+def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    process = start(slow_config(tmp_path, name="term", n_trials=3, epochs=60), tmp_path)
+    wait_until(lambda: checkpoint_files(tmp_path, "term"))
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Terminated (SIGTERM)" in out and "hpstudy resume --study-name term" in out
+    states = [t.state for t in trials(url, "term")]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.WAITING) == 1
+    resumed = run_cli("resume", "--study-name", "term", "--no-report", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = trials(url, "term")
+    assert sum(t.state in FINISHED for t in final) == 3
+    retried = [t for t in final if t.user_attrs.get(trial_attrs.RESUMED_FROM)]
+    assert retried and retried[0].user_attrs[trial_attrs.RESUMED_FROM]["epoch"] >= 1
+    assert not checkpoint_files(tmp_path, "term"), "finished trials leave no checkpoint"
+
+
+def test_chaos_repeated_sigkill_then_resume_loses_nothing(tmp_path):
+    """At least 10 kill -9 at random moments: finished trials never go down, the target is met
+    exactly, nothing stays RUNNING, the file passes SQLite's integrity check, and a killed trial
+    continues from its checkpoint epoch."""
+    rng = random.Random(20261123)
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    target = 12
+    config = slow_config(tmp_path, name="chaos", n_trials=target, epochs=10)
+    finished_counts = [0]
+    kills = 0
+    for round_ in range(14):
+        if sum(t.state in FINISHED for t in trials(url, "chaos")) >= target:
+            break
+        process = start(config, tmp_path)
+        if round_ == 1:  # during start-up
+            time.sleep(rng.uniform(0.2, 1.5))
+        else:
+            try:
+                wait_until(lambda: process.poll() is not None or any(
+                    t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("pid") == process.pid
+                    for t in trials(url, "chaos")), timeout=60)
+            except AssertionError:
+                pass
+            seen = time.time()
+            if round_ % 2 == 0:  # once this process has a checkpoint on disk: that trial resumes from it
+                try:
+                    wait_until(lambda: process.poll() is not None or any(
+                        p.stat().st_mtime > seen for p in checkpoint_files(tmp_path, "chaos")), timeout=30)
+                except AssertionError:
+                    pass
+                time.sleep(rng.uniform(0.0, 0.2))
+            else:  # any moment: mid-epoch, between trials, during a write
+                time.sleep(rng.uniform(0.0, 1.5))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.communicate()
+        finished_now = sum(t.state in FINISHED for t in trials(url, "chaos"))
+        assert finished_now >= finished_counts[-1], "a finished trial was lost"
+        finished_counts.append(finished_now)
+    assert kills >= 10, f"only {kills} kills landed"
+
+    final_run = run_cli("resume", "--study-name", "chaos", "--no-report", cwd=tmp_path, timeout=400)
+    assert final_run.returncode == 0, final_run.stderr
+    final = trials(url, "chaos")
+    assert sum(t.state in FINISHED for t in final) == target
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    with sqlite3.connect(f"file:{tmp_path / 'hpstudy.db'}?mode=ro", uri=True) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    resumed = [t for t in final if t.state in FINISHED and t.user_attrs.get(trial_attrs.RESUMED_FROM)]
+    assert resumed, "a killed trial continued from its checkpoint"
+    for trial in resumed:
+        origin = trial.user_attrs[trial_attrs.RESUMED_FROM]
+        assert origin["epoch"] >= 1 and trial_attrs.lineage(trial) == origin["trial"]
+        assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 10
+    print(f"chaos: {kills} kills, finished per round {finished_counts}, {len(resumed)} trials resumed "
+          f"from checkpoints, {sum(t.state == TrialState.FAIL for t in final)} failed attempts, lost 0")

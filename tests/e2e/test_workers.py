@@ -1,0 +1,107 @@
+"""Several worker processes on one SQLite file or one PostgreSQL database: exact totals, queued
+trials run once, no lock errors, passwords never shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpstudy.storage.stored_config import recorded_runs
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SMALL = """
+study: {{name: {name}, n_trials: {n_trials}, pruner: {{name: median, options: {{n_startup_trials: 3, n_warmup_steps: 1}}}}}}
+data: {{train_subset: 300, val_subset: 150}}
+train: {{device: cpu}}
+search_space: {{epochs: {{low: 2, high: 3}}, n_layers: 1, hidden_units: {{low: 16, high: 32}}, lr: {{low: 0.001, high: 0.05, log: true}}, batch_size: [32, 64]}}
+"""
+
+
+def write_config(folder, name, n_trials):
+    path = folder / f"{name}.yaml"
+    path.write_text(SMALL.format(name=name, n_trials=n_trials))
+    return path
+
+
+def check_exact_run(url, name, n_trials, result):
+    assert result.returncode == 0, result.stderr
+    assert "database is locked" not in result.stderr + result.stdout
+    study = optuna.load_study(study_name=name, storage=url)
+    states = Counter(t.state for t in study.get_trials())
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == n_trials
+    assert states[TrialState.RUNNING] == 0
+    runs = recorded_runs(study)  # one record per worker process
+    assert len(runs) == 4, runs
+    assert len({r["sampler_seed"] for r in runs}) == 4, "each worker samples with its own seed"
+    assert sum(r["trials"] for r in runs) >= n_trials
+    return study
+
+
+def test_four_workers_on_one_sqlite_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    result = run_cli("run", str(write_config(tmp_path, "w4", 12)), "--workers", "4", "--no-report",
+                     cwd=tmp_path, timeout=400)
+    check_exact_run(url, "w4", 12, result)
+    assert "12 of 12 finished" in result.stdout
+
+
+@pytest.mark.postgres
+def test_four_workers_on_postgres_and_no_password_is_shown(tmp_path, postgres_url):
+    secret_url = postgres_url.replace("postgres@", "postgres:hunter2secret@")  # trust auth ignores it
+    result = run_cli("run", str(write_config(tmp_path, "pg4", 8)), "--workers", "4", "--storage", secret_url,
+                     cwd=tmp_path, timeout=400)
+    study = check_exact_run(postgres_url, "pg4", 8, result)
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert "***" in result.stdout
+    assert "hunter2secret" not in json.dumps(study.user_attrs)
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json", ".csv", ".log", ".txt"):
+            assert "hunter2secret" not in path.read_text(errors="ignore"), path
+
+
+def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    config = write_config(tmp_path, "queue", 40)
+    assert run_cli("run", str(config), "--n-trials", "1", "--no-report", cwd=tmp_path).returncode == 0
+    queued = [{"lr": round(0.001 + 0.001 * i, 6), "hidden_units": 16 + (i % 17), "batch_size": 32, "epochs": 2}
+              for i in range(40)]
+    result = run_cli("enqueue", "--study-name", "queue", "--params", json.dumps(queued), cwd=tmp_path)
+    assert result.returncode == 0 and "Queued 40" in result.stdout
+    env = {**os.environ, "HPSTUDY_STORAGE": url}
+    workers = [subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "worker", "--study-name", "queue",
+                                 "--n-trials", "41", "--quiet"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [w.communicate(timeout=400) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        assert "Cannot tell" not in err and "database is locked" not in err
+    study = optuna.load_study(study_name="queue", storage=url)
+    runs = Counter(
+        (t.params["lr"], t.params["hidden_units"]) for t in study.get_trials() if t.user_attrs.get("enqueued")
+        and t.state in FINISHED
+    )
+    assert len(runs) == 40 and set(runs.values()) == {1}, "every queued trial ran exactly once"
+    states = Counter(t.state for t in study.get_trials())
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 41
+    assert states[TrialState.WAITING] == 0 and states[TrialState.RUNNING] == 0
+
+
+def test_enqueue_refuses_params_outside_the_space(tmp_path):
+    config = write_config(tmp_path, "q", 2)
+    assert run_cli("run", str(config), "--n-trials", "1", "--no-report", cwd=tmp_path).returncode == 0
+    for params, message in [('{"lr": 5.0}', "outside the study's space"), ('{"lrr": 0.01}', "did you mean 'lr'"),
+                            ('{"n_layers": 2}', "fixed at 1"), ("[1, 2]", "JSON object"), ("{", "not valid YAML")]:
+        result = run_cli("enqueue", "--study-name", "q", "--params", params, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, (params, result.stderr)
+    study = optuna.load_study(study_name="q", storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
+    assert not study.get_trials(states=(TrialState.WAITING,))

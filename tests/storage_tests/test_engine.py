@@ -1,0 +1,63 @@
+"""Transient storage failures are retried: a locked SQLite file, a dropped PostgreSQL connection."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import optuna
+import psycopg
+import pytest
+
+from hpstudy.storage.engine import open_storage
+from hpstudy.storage.urls import parse_storage_url
+
+
+def test_write_waits_out_a_locked_sqlite_file(tmp_path):
+    path = tmp_path / "s.db"
+    location = parse_storage_url(f"sqlite:///{path}")
+    storage = open_storage(location, mode="create", sqlite_timeout=0.1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    locked = threading.Event()
+
+    def hold_lock():
+        connection = sqlite3.connect(path, timeout=5, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(1.0)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    locked.wait(5)
+    started = time.perf_counter()
+    study.set_user_attr("written", True)  # the lock outlasts the 0.1 s busy timeout several times
+    waited = time.perf_counter() - started
+    holder.join()
+    assert storage.retried >= 1
+    assert waited >= 0.5
+    assert optuna.load_study(study_name="s", storage=location.url).user_attrs["written"] is True
+
+
+def test_other_errors_are_not_retried(tmp_path):
+    storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 's.db'}"), mode="create")
+    with pytest.raises(KeyError):
+        storage.get_study_id_from_name("missing")
+    assert storage.retried == 0
+
+
+@pytest.mark.postgres
+def test_dropped_postgres_connection_is_survived(postgres_url):
+    storage = open_storage(parse_storage_url(postgres_url), mode="create")
+    study = optuna.create_study(storage=storage, study_name="pg")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    database = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+    assert killed, "the storage's pooled connections were cut"
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(study.get_trials()) == 4

@@ -1,0 +1,123 @@
+"""Checkpoints: atomic files, the background writer, and trials that continue where they stopped."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from hpstudy.study import trial_attrs
+from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, atomic_save, checkpoint_root, safe_name
+from hpstudy.study.models import build_model
+from hpstudy.study.runner import run_study
+
+
+def test_atomic_save_round_trip_with_weights_only(tmp_path):
+    path = tmp_path / "a" / "x.pt"
+    atomic_save({"w": torch.arange(3), "history": [1.0, None, float("inf")], "n": 3}, path)
+    loaded = torch.load(path, weights_only=True)
+    assert torch.equal(loaded["w"], torch.arange(3)) and loaded["history"][1] is None and loaded["n"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["x.pt"], "no temporary file is left"
+
+
+def test_writer_writes_the_newest_state_and_discards_on_request(tmp_path):
+    writer = CheckpointWriter()
+    path = tmp_path / "t.pt"
+    for epoch in range(20):
+        writer.submit(path, {"epoch": epoch, "w": torch.full((1000,), float(epoch))})
+    writer.flush()
+    assert torch.load(path, weights_only=True)["epoch"] == 19
+    writer.discard(path)
+    assert not path.exists()
+    writer.close()
+
+
+def test_store_paths_and_lineages(tmp_path):
+    store = CheckpointStore(tmp_path, "my study/<x>")
+    assert store.folder == tmp_path / safe_name("my study/<x>") and "/" not in safe_name("a/b")
+    atomic_save({"x": 1}, store.path(4))
+    atomic_save({"x": 2}, store.path(11))
+    assert list(store.lineages()) == [4, 11]
+    assert store.load(4) == {"x": 1} and store.load(5) is None
+    store.remove(4)
+    assert list(store.lineages()) == [11]
+
+
+def test_checkpoint_root_defaults(tmp_path):
+    assert checkpoint_root(None, tmp_path / "s.db") == tmp_path / "s.db.checkpoints"
+    assert checkpoint_root(str(tmp_path / "ck"), tmp_path / "s.db") == tmp_path / "ck"
+    assert checkpoint_root(None, None).name == "hpstudy-checkpoints"
+
+
+class InterruptAt:
+    """Builds the real model and raises a real exception in its forward pass at one training step."""
+
+    def __init__(self, exception: BaseException, *, step: int) -> None:
+        self.exception, self.step, self.calls = exception, step, 0
+
+    def __call__(self, hp, **kwargs):
+        model = build_model(hp, **kwargs)
+        factory = self
+
+        def forward_hook(module, inputs):
+            if module.training:
+                factory.calls += 1
+                if factory.calls == factory.step:
+                    raise factory.exception
+
+        model.register_forward_pre_hook(forward_hook)
+        return model
+
+
+FIXED_SPACE = {"lr": 0.01, "epochs": 6, "n_layers": 1, "hidden_units": 32, "dropout": 0.2, "batch_size": 128}
+
+
+def test_a_retried_trial_continues_its_learning_curve_exactly(quick_config, tmp_path):
+    base = dict(study__n_trials=1, study__pruner={"name": "none"}, search_space=FIXED_SPACE,
+                train__scheduler={"name": "plateau", "patience": 0}, data__train_subset=None)
+    whole = quick_config(**base, storage=f"sqlite:///{tmp_path / 'whole.db'}")
+    run_study(whole)
+    reference = optuna.load_study(study_name="quick", storage=whole.storage).get_trials()[0]
+
+    cut = quick_config(**base)
+    steps_per_epoch = -(-1438 // 128)
+    factory = InterruptAt(KeyboardInterrupt(), step=3 * steps_per_epoch + 2)  # inside epoch 4
+    first = run_study(cut, model_factory=factory)
+    assert first.stop_reason == "interrupted"
+    study = optuna.load_study(study_name="quick", storage=cut.storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == [0]
+
+    second = run_study(cut)
+    assert second.finished == 1
+    retried = optuna.load_study(study_name="quick", storage=cut.storage).get_trials()[-1]
+    assert retried.user_attrs[trial_attrs.RESUMED_FROM] == {"trial": 0, "epoch": 3}
+    assert retried.user_attrs[trial_attrs.CURVE]["val_loss"] == pytest.approx(reference.user_attrs[trial_attrs.CURVE]["val_loss"])
+    assert retried.user_attrs[trial_attrs.CURVE]["lr"] == reference.user_attrs[trial_attrs.CURVE]["lr"]
+    assert retried.intermediate_values == pytest.approx(reference.intermediate_values)
+    assert retried.value == pytest.approx(reference.value)
+    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == [], "removed when finished"
+
+
+def test_out_of_memory_prunes_the_trial_and_the_study_goes_on(quick_config):
+    cfg = quick_config(study__n_trials=3, study__pruner={"name": "none"})
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    factory = InterruptAt(oom, step=5)
+    result = run_study(cfg, model_factory=factory)
+    trials = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs[trial_attrs.END_REASON].startswith("out of memory at epoch")
+    assert "Tried to allocate" in trials[0].user_attrs[trial_attrs.END_REASON]
+    assert result.finished == 3
+
+
+def test_keep_best_model_saves_the_best_trials_weights(quick_config, tmp_path):
+    cfg = quick_config(study__n_trials=3, train__keep_best_model=True, study__pruner={"name": "none"})
+    run_study(cfg)
+    study = optuna.load_study(study_name="quick", storage=cfg.storage)
+    saved = torch.load(tmp_path / "study.db.checkpoints" / "quick" / "best-model.pt", weights_only=True)
+    assert saved["meta"]["trial"] == study.best_trial.number
+    assert saved["meta"]["value"] == pytest.approx(study.best_value)
+    assert any(key.endswith("weight") for key in saved["model"])
+    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == []
