@@ -83,7 +83,7 @@ def test_seeded_resume_does_not_replay_samples(quick_config):
 
 
 def test_same_seed_gives_same_params_and_values(quick_config, tmp_path):
-    a = quick_config(study__n_trials=3, study__seed=4)
+    a = quick_config(study__n_trials=3, study__seed=4, train__deterministic=True)
     b = a.with_overrides({"storage": f"sqlite:///{tmp_path / 'other.db'}"})
     run_study(a)
     run_study(b)
