@@ -156,11 +156,17 @@ def fit_verdict(train_loss: list[float], val_loss: list[float]) -> str:
     lowest = int(np.nanargmin(val))
     last = len(val) - 1
     rise = (val[last] - val[lowest]) / abs(val[lowest]) if val[lowest] else 0.0
-    if lowest < last and rise > OVERFIT_RISE and _falling(train, lowest, last):
+    if lowest < last and rise > OVERFIT_RISE:
+        if _falling(train, lowest, last):
+            return (
+                f"Validation loss was lowest at epoch {lowest + 1} and rose {rise:.0%} by epoch {last + 1} while "
+                f"training loss kept falling: the model overfits after epoch {lowest + 1}. More dropout or weight "
+                "decay, or fewer epochs, may help."
+            )
         return (
-            f"Validation loss was lowest at epoch {lowest + 1} and rose {rise:.0%} by epoch {last + 1} while training "
-            f"loss kept falling: the model overfits after epoch {lowest + 1}. More dropout or weight decay, or fewer "
-            "epochs, may help."
+            f"Validation loss was lowest at epoch {lowest + 1} and ended {rise:.0%} higher at epoch {last + 1}, and "
+            "training loss stopped improving too: training became unstable. A smaller learning rate, or the "
+            "plateau scheduler, may help."
         )
     earlier = val[last - max(2, len(val) // 4)]
     if lowest >= last - 1 and math.isfinite(earlier) and val[last] < earlier * (1 - STILL_FALLING):

@@ -32,6 +32,7 @@ STATE_COLORS = {
     "WAITING": "#bab0ac",
 }
 BEST_COLOR = "#111111"
+TITLE_NAME_CHARS = 48
 SAVINGS_COLORS = {"run": "#4c78a8", "pruning": "#f58518", "early": "#54a24b", "other": "#bab0ac"}
 
 
@@ -154,11 +155,12 @@ def learning_curves_figure(curves: LearningCurves) -> go.Figure:
         )
     if curves.best is not None:
         fig.add_trace(_joined_lines([curves.best], name=f"best: trial {curves.best.number}", line={"color": BEST_COLOR, "width": 3}))
-    values = [v for c in curves.lines + ((curves.best,) if curves.best else ()) for v in c.val_loss]
-    fig.update_xaxes(title_text="epoch")
+    shown = curves.lines + ((curves.best,) if curves.best else ())
+    values = [v for c in shown for v in c.val_loss]
+    fig.update_xaxes(title_text="epoch", **_integer_ticks(max(len(c.val_loss) for c in shown)))
     fig.update_yaxes(title_text="validation loss", **_scale(values))
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
-    return styled(fig, f"Validation loss per epoch: {plotly_text(curves.study)}")
+    return styled(fig, f"Validation loss per epoch: {_title_name(curves.study)}")
 
 
 def best_trial_figure(best: BestTrialCurves) -> go.Figure:
@@ -178,14 +180,14 @@ def best_trial_figure(best: BestTrialCurves) -> go.Figure:
                 ),
                 row=1, col=col,
             )
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
+        fig.update_xaxes(title_text="epoch", row=1, col=col, **_integer_ticks(len(best.epochs)))
         fig.update_yaxes(title_text=label, row=1, col=col)
     if best.best_epoch is not None:
         for col in (1, 2):
             fig.add_vline(x=best.best_epoch, line={"color": "#888", "dash": "dot"}, row=1, col=col)
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
     epoch = f", best epoch {best.best_epoch}" if best.best_epoch is not None else ""
-    return styled(fig, f"Best trial {best.number} of {plotly_text(best.study)}: train vs validation{epoch}")
+    return styled(fig, f"Best trial {best.number} of {_title_name(best.study)}: train vs validation{epoch}")
 
 
 def importance_figure(importances: Importances) -> go.Figure:
@@ -204,7 +206,7 @@ def importance_figure(importances: Importances) -> go.Figure:
     )
     fig.update_xaxes(title_text="importance (sums to 1)", range=[0, max(importances.values.values(), default=1) * 1.05])
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return styled(fig, f"Parameter importances: {plotly_text(importances.study)}", height=max(260, 120 + 32 * len(names)))
+    return styled(fig, f"Parameter importances: {_title_name(importances.study)}", height=max(260, 120 + 32 * len(names)))
 
 
 def parallel_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
@@ -214,7 +216,7 @@ def parallel_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
     )
     _escape_labels(fig)
     fig.update_layout(margin={"l": 70, "r": 70})
-    return styled(fig, f"Parallel coordinates: {plotly_text(data.name)}", height=460)
+    return styled(fig, f"Parallel coordinates: {_title_name(data.name)}", height=460)
 
 
 def slice_figure(data: StudyData, choice: PlotChoice, *, columns: int = 4) -> go.Figure:
@@ -229,7 +231,7 @@ def slice_figure(data: StudyData, choice: PlotChoice, *, columns: int = 4) -> go
             decades = math.log10(dist.high / dist.low)  # type: ignore[attr-defined]
             axis = fig.layout[f"xaxis{index + 1 if index else ''}"]
             axis.dtick, axis.tickformat = (1 if decades >= 2 else "D2"), "~g"
-    return styled(fig, f"Slice plots: {plotly_text(data.objective)} against each parameter, {plotly_text(data.name)}", height=90 + 270 * rows)
+    return styled(fig, f"Slice plots: {plotly_text(data.objective)} against each parameter, {_title_name(data.name)}", height=90 + 270 * rows)
 
 
 def contour_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
@@ -239,7 +241,7 @@ def contour_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
     )
     _escape_labels(fig)
     first, second = (plotly_text(name) for name in choice.params)
-    return styled(fig, f"Contour of {first} and {second}: {plotly_text(data.name)}", height=460)
+    return styled(fig, f"Contour of {first} and {second}: {_title_name(data.name)}", height=460)
 
 
 def categorical_figure(values: CategoricalValues) -> go.Figure:
@@ -269,7 +271,7 @@ def categorical_figure(values: CategoricalValues) -> go.Figure:
                     boxpoints="all",
                     jitter=0.5,
                     pointpos=0,
-                    marker={"size": 4, "color": "#4c78a8", "opacity": 0.6},
+                    marker={"size": 6, "color": "#2f5f98", "opacity": 0.75},
                     line={"color": "#4c78a8", "width": 1.5},
                     fillcolor="rgba(76,120,168,0.15)",
                     customdata=list(numbers),
@@ -287,7 +289,7 @@ def categorical_figure(values: CategoricalValues) -> go.Figure:
         fig.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed", automargin=True, row=row, col=1)
     fig.update_xaxes(**_scale(found_values))
     fig.update_xaxes(title_text=plotly_text(values.objective), row=len(params), col=1)
-    return styled(fig, f"{plotly_text(values.objective).capitalize()} per choice: {plotly_text(values.study)}", height=height)
+    return styled(fig, f"{plotly_text(values.objective).capitalize()} per choice: {_title_name(values.study)}", height=height)
 
 
 def timeline_figure(line: Timeline) -> go.Figure:
@@ -308,12 +310,23 @@ def timeline_figure(line: Timeline) -> go.Figure:
             )
         )
     fig.update_xaxes(type="date", title_text="time")
-    fig.update_yaxes(title_text="trial number", autorange="reversed")
+    fig.update_yaxes(title_text="trial number", autorange="reversed", **_integer_ticks(len(line.numbers)))
     fig.update_layout(bargap=0.15, legend={"orientation": "h", "y": -0.2})
-    return styled(fig, f"Timeline of trials: {plotly_text(line.study)}")
+    return styled(fig, f"Timeline of trials: {_title_name(line.study)}")
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _title_name(name: str) -> str:
+    """A study name for a figure title: escaped, and cut to ``TITLE_NAME_CHARS`` (the page shows
+    the whole name above the figure)."""
+    return plotly_text(name if len(name) <= TITLE_NAME_CHARS else name[: TITLE_NAME_CHARS - 1] + "…")
+
+
+def _integer_ticks(count: int) -> dict[str, Any]:
+    """A tick at every integer on an axis of at most 12 integers (no 1.5 epochs), else plotly's own."""
+    return {"dtick": 1} if count <= 12 else {}
 
 
 def _joined_lines(lines: Sequence[CurveLine], *, name: str, line: dict[str, Any]) -> go.Scatter:

@@ -51,7 +51,7 @@ class StudySummary:
     n_trials: int
     best: BestTrial | None
     wall_seconds: float | None
-    trial_seconds: float
+    trial_seconds: float | None
     devices: tuple[str, ...]
     sampler: str
     pruner: str
@@ -158,7 +158,7 @@ def summarize(data: StudyData) -> StudySummary:
         n_trials=len(data.trials),
         best=best_trial(data),
         wall_seconds=_wall_seconds(data),
-        trial_seconds=float(durations.sum()),
+        trial_seconds=float(durations.sum()) if durations.notna().any() else None,
         devices=tuple(devices),
         sampler=_sampler_text(data),
         pruner=_pruner_text(data),

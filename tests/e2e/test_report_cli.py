@@ -1,0 +1,91 @@
+"""`hpstudy report` and the end-of-run report as a user meets them: real processes, real files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import add_synthetic_study
+from tests.conftest import run_cli
+from tests.reports_tests.browser import launch_chromium, visit
+from tests.reports_tests.page import read_page
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from launch_chromium()
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory) -> Path:
+    """A storage with TPE and random sampling of the same space."""
+    folder = tmp_path_factory.mktemp("two")
+    url = f"sqlite:///{folder / 'hpstudy.db'}"
+    add_synthetic_study(url, "tpe", n_trials=40, epochs=6, seed=1, sampler="tpe")
+    add_synthetic_study(url, "random", n_trials=40, epochs=6, seed=2, sampler="random")
+    return folder
+
+
+@pytest.mark.browser
+def test_run_on_the_default_preset_ends_with_a_report_that_renders_offline(tmp_path, browser):
+    result = run_cli("run", "--n-trials", "3", "--device", "cpu", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == "Report: hpstudy-report-digits-mlp.html"
+    report = tmp_path / "hpstudy-report-digits-mlp.html"
+    seen = visit(browser, report, screenshot=tmp_path / "run.png")
+    assert seen.network_requests == [] and seen.console_errors == [] and seen.page_errors == []
+    assert seen.plots >= 8 and seen.plots_with_svg == seen.plots
+    print(f"screenshot: {seen.screenshot}")
+
+
+def test_run_with_no_report_writes_none(tmp_path):
+    yaml = "study: {name: q, n_trials: 1}\ndata: {train_subset: 200, val_subset: 100}\ntrain: {device: cpu}\nsearch_space: {epochs: 1}\n"
+    (tmp_path / "q.yaml").write_text(yaml)
+    result = run_cli("run", "q.yaml", "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Report:" not in result.stdout and not list(tmp_path.glob("*.html"))
+
+
+def test_report_compares_two_studies(two_studies):
+    result = run_cli("report", "--study-name", "tpe", "--study-name", "random", cwd=two_studies)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Report: hpstudy-report-tpe-vs-random.html"
+    page = read_page((two_studies / "hpstudy-report-tpe-vs-random.html").read_text())
+    assert "hpstudy report: comparing tpe, random" in page.visible_text()
+    history = next(f for f in page.figures() if f["layout"]["title"]["text"].startswith("Optimization history"))
+    assert {"Best Value of tpe", "Best Value of random"} <= {t.get("name") for t in history["data"]}
+
+
+def test_report_all_to_a_chosen_path(two_studies):
+    result = run_cli("report", "--all", "-o", "all.html", cwd=two_studies)
+    assert result.returncode == 0, result.stderr
+    titles = [f["layout"]["title"]["text"] for f in read_page((two_studies / "all.html").read_text()).figures()]
+    assert "Parameter importances: random" in titles and "Parameter importances: tpe" in titles
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--study-name", "nope"], r"no study 'nope' in sqlite:///.*hpstudy\.db; studies there: random, tpe"),
+        (["--storage", "sqlite:///missing.db"], r"no study in sqlite:///.*missing\.db; start one with"),
+        (["--all", "--study-name", "tpe"], r"give --all or --study-name, not both"),
+        (["--study-name", "tpe", "-o", "no/such/dir/r.html"], r"directory 'no/such/dir' does not exist"),
+    ],
+)
+def test_report_mistakes_are_one_line_and_exit_2(two_studies, args, message):
+    result = run_cli("report", *args, cwd=two_studies)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), result.stderr
+    assert not (two_studies / "missing.db").exists(), "a lookup never creates a database"
+
+
+def test_report_of_a_file_that_is_no_database_is_exit_2(tmp_path):
+    (tmp_path / "notes.db").write_text("not a database")
+    result = run_cli("report", "--storage", "sqlite:///notes.db", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

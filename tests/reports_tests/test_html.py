@@ -1,0 +1,135 @@
+"""The HTML file itself, read with Python's HTML parser: self-contained, every figure present,
+edge cases explained in words, and no user-controlled string able to become markup."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import optuna
+import plotly.graph_objects as go
+import pytest
+
+from bench.synthetic import add_synthetic_study
+from hpstudy.reports import figures_for
+from hpstudy.reports.html import default_report_path, write_report
+from hpstudy.reports.sections import FAILED_TO_DRAW, report_content
+from tests.reports_tests.edge_studies import EXPLAINED, XSS, XSS_NAME, add_edge_studies, add_xss_studies
+from tests.reports_tests.page import read_page
+
+PER_STUDY_SECTIONS = ("curves", "best", "importances", "parallel", "slices", "contour", "choices", "timeline")
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> tuple[str, list[str]]:
+    """TPE against random on the same space, 60 synthetic trials each."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('compared') / 'studies.db'}"
+    add_synthetic_study(url, "tpe", n_trials=60, epochs=8, seed=1, sampler="tpe")
+    add_synthetic_study(url, "random", n_trials=60, epochs=8, seed=2, sampler="random")
+    return url, ["tpe", "random"]
+
+
+def test_report_is_one_self_contained_file_with_every_figure(compared, tmp_path):
+    url, names = compared
+    path = write_report([load(url, n) for n in names], tmp_path / "report.html", storage=url)
+    text = path.read_text(encoding="utf-8")
+    page = read_page(text)
+    assert [s.attrs for s in page.scripts] == [{}, {"type": "application/json", "id": "hpstudy-figures"}, {}]
+    assert page.scripts[0].text.lstrip().startswith("/**\n* plotly.js v")
+    assert text.count("* plotly.js v") == 1, "plotly.js is inlined exactly once"
+    assert not page.by_tag("link") and not page.by_tag("img") and not page.by_tag("iframe")
+    assert all("src" not in e.attrs for e in page.elements)
+    assert all(e.attrs["href"].startswith("#") for e in page.by_tag("a"))
+    plots = [e for e in page.by_tag("div") if "data-figure" in e.attrs]
+    figures = page.figures()
+    assert [int(p.attrs["data-figure"]) for p in plots] == list(range(len(figures)))
+    # history, EDF and savings overlaid, plus 8 figures per study (both studies have enough trials)
+    assert len(figures) == 3 + 8 * 2
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    assert any(t.startswith("Optimization history") for t in titles)
+    assert not any(FAILED_TO_DRAW in chunk for chunk in page.text)
+    assert len(text.encode()) < 10e6
+
+
+def test_comparison_shows_both_studies_side_by_side_and_overlaid(compared, tmp_path):
+    url, names = compared
+    page = read_page(write_report([load(url, n) for n in names], tmp_path / "r.html", storage=url).read_text())
+    header = [e for e in page.elements if e.tag == "th"]
+    assert header, "the summary table has a column per study"
+    visible = page.visible_text()
+    assert "comparing tpe, random" in visible
+    figures = {f["layout"]["title"]["text"]: f for f in page.figures()}
+    history = next(f for t, f in figures.items() if t.startswith("Optimization history"))
+    assert {trace.get("name") for trace in history["data"]} >= {"Best Value of tpe", "Best Value of random"}
+    edf = next(f for t, f in figures.items() if t.startswith("Empirical distribution"))
+    assert [trace["name"] for trace in edf["data"]] == ["tpe", "random"]
+    for name in names:
+        assert f"Validation loss per epoch: {name}" in figures
+        assert f"Parameter importances: {name}" in figures
+
+
+def test_figures_for_returns_the_figures_the_page_embeds(compared):
+    url, names = compared
+    found = figures_for([load(url, n) for n in names])
+    expected = {"history", "edf", "savings"} | {f"{key}[{name}]" for key in PER_STUDY_SECTIONS for name in names}
+    assert set(found) == expected
+    assert all(isinstance(fig, go.Figure) and fig.data for fig in found.values())
+
+
+@pytest.fixture(scope="module")
+def edge_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('edge') / 'edge.db'}"
+    add_edge_studies(url)
+    return url
+
+
+@pytest.mark.parametrize("name", list(EXPLAINED))
+def test_edge_case_studies_are_explained_in_words(edge_url, tmp_path, name):
+    content = report_content([load(edge_url, name)])
+    notes = [p.note for s in content.sections for p in s.panels if p.note]
+    assert not [n for n in notes if n.startswith(FAILED_TO_DRAW)]
+    page = read_page(write_report([load(edge_url, name)], tmp_path / "r.html", storage=edge_url).read_text())
+    visible = page.visible_text()
+    for sentence in EXPLAINED[name]:
+        assert sentence in visible, f"{name}: {sentence!r} missing"
+    assert len(page.figures()) == sum(1 for s in content.sections for p in s.panels if p.figure is not None)
+
+
+def test_edge_cases_side_by_side_in_one_report(edge_url, tmp_path):
+    names = list(EXPLAINED)
+    content = report_content([load(edge_url, n) for n in names])
+    assert [s.name for s in content.summaries] == names
+    assert not [p for s in content.sections for p in s.panels if p.note and p.note.startswith(FAILED_TO_DRAW)]
+    history = next(s for s in content.sections if s.key == "history")
+    assert history.panels[0].note == "Not shown: 'empty' (no completed trial), 'nothing-completed' (no completed trial)."
+
+
+def test_user_strings_never_become_markup(tmp_path):
+    url = f"sqlite:///{tmp_path / 'xss.db'}"
+    names = add_xss_studies(url)
+    text = write_report([load(url, n) for n in names], tmp_path / "xss.html", storage=url).read_text()
+    page = read_page(text)
+    assert len(page.scripts) == 3, "only plotly.js, the figure data and the drawing script"
+    assert page.scripts[0].text.lstrip().startswith("/**\n* plotly.js v")
+    assert "Plotly.newPlot" in page.scripts[2].text and XSS[0] not in page.scripts[2].text
+    assert not [(e.tag, a) for e in page.elements for a in e.attrs if a.lower().startswith("on")]
+    assert not page.by_tag("img")
+    visible = page.visible_text()
+    assert f"comparing {XSS_NAME}, {XSS[1]}" in visible, "names show as written"
+    assert f"data:\n  dataset: digits\n  root: '{XSS[1]}'" in "".join(page.text), "the stored config shows as written"
+    assert XSS[0] in visible  # the trials' device attr
+    payload = page.scripts[1].text
+    assert "<" not in payload and ">" not in payload and "&" not in payload
+    figure_text = str(page.figures())
+    assert html.escape(f"lr{XSS[0]}", quote=False) in figure_text, "figure text is escaped for plotly"
+    assert f"lr{XSS[0]}" not in figure_text
+
+
+def test_default_report_path_keeps_only_safe_characters():
+    assert default_report_path(["digits-mlp"]) == Path("hpstudy-report-digits-mlp.html")
+    assert default_report_path(["a", "b c"]) == Path("hpstudy-report-a-vs-b_c.html")
+    assert default_report_path([XSS[0]]) == Path("hpstudy-report-_script_alert_1_script_.html")

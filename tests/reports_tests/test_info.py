@@ -1,0 +1,142 @@
+"""The records behind the report, computed from real studies on SQLite: every number checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from hpstudy.reports import info
+from hpstudy.reports.boundaries import boundary_warnings
+from hpstudy.reports.curves import best_trial_curves, fit_verdict, learning_curves
+from hpstudy.reports.study_data import load_study_data
+from tests.reports_tests.builders import DROPOUT, LR, OPTIMIZER, falling, hp_study, hp_trial
+
+SPACE = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}, "dropout": {"low": 0.0, "high": 0.5}}
+DISTS = {"lr": LR, "dropout": DROPOUT}
+
+
+def test_pruning_savings_count_epochs_and_estimate_seconds_per_trial(sqlite_url):
+    trials = [
+        hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=falling(2, 0.1, 10), epoch_seconds=0.5),
+        hp_trial({"lr": 0.001, "dropout": 0.2}, DISTS, val_loss=falling(2, 1, 4), epochs_requested=10,
+                 state=TrialState.PRUNED, epoch_seconds=1.0),
+        hp_trial({"lr": 0.02, "dropout": 0.3}, DISTS, val_loss=falling(2, 0.2, 6), epochs_requested=10,
+                 epoch_seconds=0.25),  # early stopped: complete with unrun epochs
+        hp_trial({"lr": 0.03, "dropout": 0.4}, DISTS, val_loss=falling(2, 1, 2), epochs_requested=10,
+                 state=TrialState.FAIL, epoch_seconds=2.0),
+    ]
+    savings = info.pruning_savings(load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE)))
+    assert (savings.epochs_requested, savings.epochs_run) == (40, 22)
+    assert (savings.saved_by_pruning, savings.saved_by_early_stopping, savings.not_run_other) == (6, 4, 8)
+    assert savings.seconds_saved_by_pruning == pytest.approx(6 * 1.0)
+    assert savings.seconds_saved_by_early_stopping == pytest.approx(4 * 0.25)
+    assert savings.seconds_run == pytest.approx(10 * 0.5 + 4 * 1.0 + 6 * 0.25 + 2 * 2.0)
+    assert (savings.pruned_trials, savings.early_stopped_trials) == (1, 1)
+    assert savings.share_saved_by_pruning == pytest.approx(6 / 40)
+
+
+def test_summary_reads_counts_best_trial_and_the_stored_config(sqlite_url):
+    trials = [
+        hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=[1.0, 0.5, 0.4]),
+        hp_trial({"lr": 0.05, "dropout": 0.2}, DISTS, val_loss=[1.0, 0.3, 0.35]),
+        hp_trial({"lr": 0.001, "dropout": 0.3}, DISTS, val_loss=[2.0], state=TrialState.PRUNED),
+    ]
+    cfg = {"study.sampler": {"name": "random"}, "study.pruner": {"name": "median", "options": {"n_warmup_steps": 2}}}
+    summary = info.summarize(load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE, config_values=cfg)))
+    assert summary.states["COMPLETE"] == 2 and summary.states["PRUNED"] == 1 and summary.n_trials == 3
+    assert summary.best is not None
+    assert (summary.best.number, summary.best.value, summary.best.best_epoch) == (1, 0.3, 2)
+    assert summary.best.params == {"dropout": 0.2, "lr": 0.05}
+    assert summary.sampler == "random" and summary.pruner == "median (n_warmup_steps=2)"
+    assert summary.objective == "validation loss" and summary.direction == "minimize"
+    assert summary.devices == ("cpu",)
+    assert "n_warmup_steps: 2" in summary.config_text
+    assert summary.search_space["lr"] == "0.0001 .. 0.1 (log)"
+
+
+def test_boundary_warning_when_the_best_trials_crowd_the_top_of_a_log_range(sqlite_url):
+    best_lrs = [0.095, 0.09, 0.085, 0.098]  # top 10% of [1e-4, 1e-1] on the log scale starts at ~0.05
+    trials = [hp_trial({"lr": lr, "dropout": 0.25}, DISTS, val_loss=[1.0, 0.1 + i / 100]) for i, lr in enumerate(best_lrs)]
+    trials += [hp_trial({"lr": lr, "dropout": 0.3}, DISTS, val_loss=[1.0, 0.9]) for lr in (0.001, 0.0003, 0.002)]
+    warnings = boundary_warnings(load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE)))
+    assert [(w.param, w.side) for w in warnings] == [("lr", "high")]
+    warning = warnings[0]
+    assert (warning.top_at_edge, warning.top_count) == (3, 3)
+    assert warning.suggested == pytest.approx(0.3)
+    assert "search_space.lr.high: 0.3" in warning.message and "0.0001 .. 0.1 (log scale)" in warning.message
+
+
+def test_no_boundary_warning_in_the_middle_nor_past_what_a_parameter_allows(sqlite_url):
+    trials = [hp_trial({"lr": 0.003 + i * 1e-4, "dropout": 0.0}, DISTS, val_loss=[1.0, 0.1 + i / 100]) for i in range(5)]
+    data = load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE))
+    assert boundary_warnings(data) == ()  # lr is mid-range; dropout sits at 0, the lowest it can be
+
+
+def test_learning_curves_subsample_many_trials_and_keep_the_best(sqlite_url):
+    trials = [
+        hp_trial({"lr": 1e-3 * (1 + i % 50), "dropout": 0.1}, DISTS, val_loss=falling(2.0, 0.1 + (i * 37 % 200) / 100, 5))
+        for i in range(200)
+    ]
+    data = load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE))
+    curves = learning_curves(data, max_curves=40, best_curves=10)
+    assert curves.total == 200
+    assert len(curves.lines) + 1 == 40 and curves.best is not None
+    assert curves.best.number == int(data.complete.iloc[0]["number"])
+    assert "Showing 40 of 200 trials" in curves.note
+    assert curves.band is not None and curves.band.epochs == (1, 2, 3, 4, 5)
+    assert all(lo <= mid <= hi for lo, mid, hi in zip(curves.band.low, curves.band.median, curves.band.high))
+    lowest_ten = set(data.curves.groupby("trial")["val_loss"].min().nsmallest(10).index)
+    assert lowest_ten <= {line.number for line in curves.lines} | {curves.best.number}
+
+
+def test_best_trial_curves_and_what_they_say(sqlite_url):
+    overfit = [1.0, 0.5, 0.3, 0.35, 0.45, 0.6]
+    trials = [hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=overfit, train_loss=[0.9, 0.4, 0.2, 0.1, 0.05, 0.02])]
+    best = best_trial_curves(load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE)))
+    assert best is not None and best.epochs == (1, 2, 3, 4, 5, 6) and best.best_epoch == 3
+    assert "overfits after epoch 3" in best.verdict
+    assert "still falling" in fit_verdict([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], [1.1, 0.9, 0.7, 0.6, 0.5, 0.4])
+    assert "no clear sign" in fit_verdict([1.0, 0.5, 0.4, 0.4, 0.4, 0.4], [1.0, 0.5, 0.45, 0.44, 0.45, 0.45])
+    assert "Too few epochs" in fit_verdict([1.0, 0.5], [1.0, 0.5])
+    unstable = fit_verdict([1.0, 0.6, 0.5, 0.6, 0.7, 0.65], [1.0, 0.4, 0.3, 0.35, 0.5, 0.45])
+    assert "lowest at epoch 3 and ended 50% higher at epoch 6" in unstable and "smaller learning rate" in unstable
+
+
+def test_categorical_values_per_choice_with_pruned_counts(sqlite_url):
+    dists = {"lr": LR, "optimizer": OPTIMIZER}
+    trials = [
+        hp_trial({"lr": 0.01, "optimizer": "adam"}, dists, val_loss=[1.0, 0.2]),
+        hp_trial({"lr": 0.02, "optimizer": "adam"}, dists, val_loss=[1.0, 0.3]),
+        hp_trial({"lr": 0.03, "optimizer": "sgd"}, dists, val_loss=[1.0, 0.6]),
+        hp_trial({"lr": 0.04, "optimizer": "sgd"}, dists, val_loss=[2.0], state=TrialState.PRUNED),
+    ]
+    space = {"lr": SPACE["lr"], "optimizer": ["sgd", "adam", "rmsprop"]}
+    values = info.categorical_values(load_study_data(hp_study(sqlite_url, "s", trials, space=space)))
+    (optimizer,) = values.params
+    assert optimizer.choices == ("sgd", "adam", "rmsprop")
+    assert optimizer.values == ((0.6,), (0.2, 0.3), ())
+    assert optimizer.trials == ((2,), (0, 1), ())
+    assert optimizer.pruned == (1, 0, 0)
+
+
+def test_importances_need_ten_completed_trials_and_name_their_evaluator(sqlite_url):
+    few = [hp_trial({"lr": 10 ** -(1 + i / 3), "dropout": 0.1 * i}, DISTS, val_loss=[1.0, 0.1 * (i + 1)]) for i in range(4)]
+    record = info.importances(load_study_data(hp_study(sqlite_url, "few", few, space=SPACE)))
+    assert record.values == {} and "at least 10 completed trials" in record.note and "has 4" in record.note
+    many = [hp_trial({"lr": 10 ** -(1 + i / 8), "dropout": 0.5 * (i % 5) / 5}, DISTS, val_loss=[1.0, 0.1 + i / 30])
+            for i in range(24)]
+    record = info.importances(load_study_data(hp_study(sqlite_url, "many", many, space=SPACE)))
+    assert record.note is None and set(record.values) == {"lr", "dropout"}
+    assert sum(record.values.values()) == pytest.approx(1.0)
+    assert list(record.values)[0] == "lr"  # the value follows lr alone
+    assert "PED-ANOVA" in record.evaluator
+
+
+def test_comparable_leaves_out_studies_without_values_or_with_another_objective(sqlite_url):
+    done = hp_study(sqlite_url, "done", [hp_trial({"lr": 0.01}, {"lr": LR}, val_loss=[1.0, 0.5])])
+    empty = hp_study(sqlite_url, "empty", [])
+    accuracy = hp_study(sqlite_url, "acc", [hp_trial({"lr": 0.01}, {"lr": LR}, val_loss=[1.0, 0.5])],
+                        config_values={"study.metric": "val_accuracy"})
+    shown, note = info.comparable([load_study_data(s) for s in (done, empty, accuracy)])
+    assert [d.name for d in shown] == ["done"]
+    assert note == "Not shown: 'empty' (no completed trial), 'acc' (maximizes validation accuracy)."
