@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,7 @@ class CheckpointWriter:
         self._busy = False
         self._closed = False
         self._error: BaseException | None = None
+        self.last_write_seconds = 0.0  # how long the latest write took on the writer thread
         self._thread = threading.Thread(target=self._run, name="hpstudy-checkpoints", daemon=True)
         self._thread.start()
 
@@ -168,8 +170,10 @@ class CheckpointWriter:
                     return
                 path, state = self._pending
                 self._pending, self._busy = None, True
+            began = time.perf_counter()
             try:
                 atomic_save(state, path)
+                self.last_write_seconds = time.perf_counter() - began
             except BaseException as exc:  # reported to the training thread at its next call
                 self._error = exc
             finally:

@@ -143,13 +143,15 @@ class SchedulerConfig(_Section):
 
 class TrainSection(_Section):
     """How each trial trains: device, evaluation batch, early stopping, LR schedule, checkpoints
-    (``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
+    (``checkpoint_every`` epochs, or None: as often as 2 % of the training time allows;
+    ``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
     ``./hpstudy-checkpoints``)."""
 
     device: str = "auto"
     eval_batch_size: PositiveInt = 4096
     deterministic: bool = False
     checkpoints: bool = True
+    checkpoint_every: PositiveInt | None = None
     checkpoint_dir: str | None = None
     keep_best_model: bool = False
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()

@@ -4,8 +4,11 @@ trial continues where its killed attempt stopped, and records what reports need.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +16,6 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study import trial_attrs
@@ -21,6 +23,7 @@ from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_cop
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model
+from hpstudy.study.reporting import CompletedTrials, EpochReporter
 from hpstudy.study.training import (
     EarlyStopping,
     EpochResult,
@@ -29,6 +32,7 @@ from hpstudy.study.training import (
     fit,
     restore_training_state,
     training_state,
+    warm_up,
 )
 
 ModelFactory = Callable[..., torch.nn.Module]
@@ -89,14 +93,58 @@ class _Attempt:
     best_accuracy: float | None = None
     end_reason: str = "completed"
     resumed_from: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    timing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent inside the block to ``timing[phase]``."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing[phase] += time.perf_counter() - began
+
+    def timing_record(self) -> dict[str, float]:
+        """Seconds per phase, and the whole trial's wall time as ``total``."""
+        record = {phase: round(seconds, 6) for phase, seconds in self.timing.items()}
+        record["total"] = round(time.perf_counter() - self.started, 6)
+        return record
+
+
+class CheckpointPolicy:
+    """When to checkpoint: every ``every_epochs`` epochs, or (``None``) whenever the training time
+    since the last checkpoint is at least ``1 / budget`` times what a checkpoint costs, so that
+    checkpoints take at most ``budget`` of the training time. A long epoch is checkpointed every
+    time; a 10 ms epoch every few epochs."""
+
+    def __init__(self, *, every_epochs: int | None, budget: float = 0.02) -> None:
+        self.every_epochs = every_epochs
+        self.budget = budget
+        self.cost = 0.0  # seconds the last checkpoint cost (main thread and writer thread)
+        self._epochs = 0
+        self._seconds = 0.0
+
+    def due(self, epoch_seconds: float) -> bool:
+        """Count one more epoch; True when a checkpoint is due now."""
+        self._epochs += 1
+        self._seconds += epoch_seconds
+        if self.every_epochs is not None:
+            return self._epochs >= self.every_epochs
+        return self._seconds * self.budget >= self.cost
+
+    def written(self, cost: float) -> None:
+        """A checkpoint was just taken; it cost ``cost`` seconds."""
+        self.cost, self._epochs, self._seconds = cost, 0, 0.0
 
 
 class Objective:
     """Callable objective for ``study.optimize``: one call trains one trial.
 
-    ``checkpoints`` (with a ``writer``) turns on per-epoch checkpoints; ``worker`` is recorded on
-    each trial so a dead worker's trials can be recognised; ``model_factory`` builds the model
-    (``build_model``'s signature).
+    ``backend`` is the RDB storage under ``study`` (batched writes; without it every value is
+    written through Optuna one by one). ``checkpoints`` with a ``writer`` turns checkpoints on;
+    ``worker`` is recorded on each trial so a dead worker's trials can be recognised;
+    ``model_factory`` builds the model (``build_model``'s signature).
     """
 
     def __init__(
@@ -106,6 +154,7 @@ class Objective:
         *,
         study: optuna.Study,
         device: torch.device,
+        backend: Any = None,
         checkpoints: CheckpointStore | None = None,
         writer: CheckpointWriter | None = None,
         worker: dict[str, Any] | None = None,
@@ -115,54 +164,98 @@ class Objective:
         self.splits = splits.to(device)
         self.study = study
         self.device = device
+        self.backend = backend if backend is not None else study._storage  # noqa: SLF001
         self.checkpoints = checkpoints
         self.writer = writer
         self.worker = worker
         self.model_factory = model_factory
+        self.completed = CompletedTrials(study)
         self.current_trial: int | None = None
+        warm_up()
         self._maximize = cfg.study.direction == "maximize"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        began = time.perf_counter()
         self.current_trial = trial.number
-        frozen = self._frozen(trial.number)
+        trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
+        frozen = self.backend.get_trial(trial_id)
         hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
-        lineage = trial_attrs.lineage(frozen) if frozen is not None else trial.number
-        seed = trial.user_attrs.get(trial_attrs.TRIAL_SEED)
+        lineage = trial_attrs.lineage(frozen)
+        seed = frozen.user_attrs.get(trial_attrs.TRIAL_SEED)
         if seed is None:
             repeat = hp.seed if "seed" in self.cfg.search_space.searched else None
             seed = trial_seed(self.cfg.study.seed, lineage, repeat)
         start_attrs = {trial_attrs.TRIAL_SEED: seed, trial_attrs.DEVICE: str(self.device)}
         if self.worker is not None:
             start_attrs[trial_attrs.WORKER] = self.worker
-        for key, value in start_attrs.items():
-            trial.set_user_attr(key, value)
-        attempt = _Attempt(hp=hp, lineage=lineage, seed=seed)
+        self._set_attrs(trial, trial_id, start_attrs)
+        self.completed.refresh()
+        reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
+        attempt = _Attempt(hp=hp, lineage=lineage, seed=seed, started=began)
+        attempt.timing["sample"] = time.perf_counter() - began
         out_of_memory = None
         try:
-            self._train(trial, attempt)
+            self._train(trial, attempt, reporter)
         except OUT_OF_MEMORY as exc:
             out_of_memory = f"out of memory at epoch {len(attempt.curve) + 1}: {str(exc).splitlines()[0][:200]}"
         except optuna.TrialPruned:
-            self._finish(trial, attempt, keep_checkpoint=False)
+            self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=False)
             raise
         except BaseException as exc:
             attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {len(attempt.curve) + 1}"
-            self._finish(trial, attempt, keep_checkpoint=True)  # a retry continues from it
+            self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=True)  # a retry continues from it
             raise
         if out_of_memory is not None:  # outside the except block, so the traceback's tensors are gone
             self._free_memory()
             attempt.end_reason = out_of_memory
-            self._finish(trial, attempt, keep_checkpoint=False)
+            self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=False)
             raise optuna.TrialPruned(out_of_memory)
         if len(attempt.curve) < hp.epochs:
             attempt.end_reason = f"early stopped at epoch {len(attempt.curve)}"
-        self._finish(trial, attempt, keep_checkpoint=False)
+        self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=False)
         assert attempt.best_score is not None, "fit yields at least one epoch"
         return attempt.best_score
 
     # ------------------------------------------------------------ training
 
-    def _train(self, trial: optuna.Trial, attempt: _Attempt) -> None:
+    def _train(self, trial: optuna.Trial, attempt: _Attempt, reporter: EpochReporter) -> None:
+        hp = attempt.hp
+        policy = CheckpointPolicy(every_epochs=self.cfg.train.checkpoint_every)
+        with attempt.timed("setup"):
+            model, optimizer, parts = self._build(attempt)
+            self._resume(trial, attempt, reporter, model, optimizer, parts)
+        for result in self._epochs(model, optimizer, hp, start_epoch=len(attempt.curve) + 1, **parts):
+            attempt.timing["train"] += result.train_seconds
+            attempt.timing["validate"] += result.val_seconds
+            attempt.curve.append(result)
+            score = self._score(result)
+            with attempt.timed("report_prune"):
+                reporter.report(score, result.epoch)
+            if not result.finite:
+                attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
+                raise optuna.TrialPruned(attempt.end_reason)
+            if attempt.best_score is None or self._better(score, attempt.best_score):
+                attempt.best_epoch, attempt.best_score = result.epoch, score
+                attempt.best_accuracy = result.val_accuracy
+            if self.writer is not None and policy.due(result.seconds):
+                with attempt.timed("checkpoint"):
+                    started = time.perf_counter()
+                    self._checkpoint(attempt, training_state(model, optimizer, **parts))
+                    policy.written(time.perf_counter() - started + self.writer.last_write_seconds)
+            with attempt.timed("report_prune"):
+                prune = reporter.should_prune()
+            if prune:
+                attempt.end_reason = f"pruned at epoch {result.epoch}"
+                raise optuna.TrialPruned(attempt.end_reason)
+        if self.cfg.train.keep_best_model and self.checkpoints is not None and self._is_new_best(attempt):
+            self.checkpoints.save_best_model(
+                cpu_copy(model.state_dict()),
+                {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
+            )
+
+    def _build(self, attempt: _Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any]]:
+        """The seeded model, its optimizer, and the parts ``fit`` needs (batch-order generator,
+        LR scheduler, early stopping)."""
         hp, train_cfg = attempt.hp, self.cfg.train
         torch.manual_seed(attempt.seed)
         model = self.model_factory(
@@ -180,27 +273,7 @@ class Objective:
             else None
         )
         generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
-        parts = {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping}
-        self._resume(trial, attempt, model, optimizer, parts)
-        for result in self._epochs(model, optimizer, hp, start_epoch=len(attempt.curve) + 1, **parts):
-            attempt.curve.append(result)
-            score = self._score(result)
-            trial.report(score, result.epoch)
-            if not result.finite:
-                attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
-                raise optuna.TrialPruned(attempt.end_reason)
-            if attempt.best_score is None or self._better(score, attempt.best_score):
-                attempt.best_epoch, attempt.best_score = result.epoch, score
-                attempt.best_accuracy = result.val_accuracy
-            self._checkpoint(attempt, training_state(model, optimizer, **parts))
-            if trial.should_prune():
-                attempt.end_reason = f"pruned at epoch {result.epoch}"
-                raise optuna.TrialPruned(attempt.end_reason)
-        if self.cfg.train.keep_best_model and self.checkpoints is not None and self._is_new_best(attempt):
-            self.checkpoints.save_best_model(
-                cpu_copy(model.state_dict()),
-                {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
-            )
+        return model, optimizer, {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping}
 
     def _epochs(
         self,
@@ -230,7 +303,12 @@ class Objective:
     # ------------------------------------------------------------ checkpoints
 
     def _resume(
-        self, trial: optuna.Trial, attempt: _Attempt, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        self,
+        trial: optuna.Trial,
+        attempt: _Attempt,
+        reporter: EpochReporter,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
         parts: dict[str, Any],
     ) -> None:
         """Continue from the lineage's checkpoint, if any: restore state and re-report its epochs."""
@@ -245,12 +323,11 @@ class Objective:
         attempt.best_accuracy = saved["best_accuracy"]
         attempt.resumed_from = len(attempt.curve)
         for epoch, value in enumerate(saved["scores"], start=1):
-            trial.report(value, epoch)
+            reporter.report(value, epoch)
         trial.set_user_attr(trial_attrs.RESUMED_FROM, {"trial": attempt.lineage, "epoch": attempt.resumed_from})
 
     def _checkpoint(self, attempt: _Attempt, state: dict[str, Any]) -> None:
-        if self.checkpoints is None or self.writer is None:
-            return
+        assert self.checkpoints is not None and self.writer is not None
         scores = [v if v is not None else math.nan for v in (
             attempt.curve.val_accuracy if self.cfg.study.metric == "val_accuracy" else attempt.curve.val_loss
         )]
@@ -267,8 +344,7 @@ class Objective:
         )
 
     def _is_new_best(self, attempt: _Attempt) -> bool:
-        completed = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        values = [t.value for t in completed if t.value is not None]
+        values = [t.value for t in self.completed.get() if t.value is not None]
         if not values:
             return True
         best = max(values) if self._maximize else min(values)
@@ -276,12 +352,16 @@ class Objective:
 
     # ------------------------------------------------------------ bookkeeping
 
-    def _finish(self, trial: optuna.Trial, attempt: _Attempt, *, keep_checkpoint: bool) -> None:
-        if self.checkpoints is not None and self.writer is not None:
-            if keep_checkpoint:
-                self.writer.flush()
-            else:
-                self.writer.discard(self.checkpoints.path(attempt.lineage))
+    def _finish(
+        self, trial: optuna.Trial, trial_id: int, attempt: _Attempt, reporter: EpochReporter, *, keep_checkpoint: bool
+    ) -> None:
+        with attempt.timed("record"):
+            reporter.flush()
+            if self.checkpoints is not None and self.writer is not None:
+                if keep_checkpoint:
+                    self.writer.flush()
+                else:
+                    self.writer.discard(self.checkpoints.path(attempt.lineage))
         attrs: dict[str, Any] = {
             trial_attrs.CURVE: attempt.curve.to_dict(),
             trial_attrs.HYPERPARAMS: attempt.hp.to_flat(),
@@ -292,19 +372,21 @@ class Objective:
         if attempt.best_epoch is not None:
             attrs[trial_attrs.BEST_EPOCH] = attempt.best_epoch
             attrs[trial_attrs.VAL_ACCURACY] = attempt.best_accuracy
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        attrs[trial_attrs.TIMING] = attempt.timing_record()
+        self._set_attrs(trial, trial_id, attrs)
+
+    def _set_attrs(self, trial: optuna.Trial, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Write user attrs in one transaction when the storage can, else one by one."""
+        if hasattr(self.backend, "set_trial_user_attrs"):
+            self.backend.set_trial_user_attrs(trial_id, attrs)
+        else:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
 
     def _free_memory(self) -> None:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
-    def _frozen(self, number: int) -> FrozenTrial | None:
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number == number:
-                return frozen
-        return None
 
     def _score(self, result: EpochResult) -> float:
         return result.val_accuracy if self.cfg.study.metric == "val_accuracy" else result.val_loss

@@ -184,7 +184,7 @@ def _run(
         torch.use_deterministic_algorithms(True)
     recovered = tuple(recover_abandoned_trials(study))
     return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed,
-                     recovered=recovered, observer=observer, model_factory=model_factory)
+                     recovered=recovered, observer=observer, model_factory=model_factory, backend=storage)
 
 
 def _optimize(
@@ -198,6 +198,7 @@ def _optimize(
     recovered: tuple[int, ...],
     observer: RunObserver | None,
     model_factory: ModelFactory,
+    backend: Any,
 ) -> RunResult:
     target = cfg.study.n_trials
     started = time.perf_counter()
@@ -212,6 +213,7 @@ def _optimize(
         splits,
         study=study,
         device=device,
+        backend=backend,
         checkpoints=CheckpointStore(
             checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
         ) if writer else None,

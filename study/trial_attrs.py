@@ -22,6 +22,7 @@ TRIAL_SEED = "trial_seed"
 DEVICE = "device"
 WORKER = "worker"  # {host, pid, started}: the process running the trial, to recognise a dead one
 RESUMED_FROM = "resumed_from"  # {trial, epoch}: the checkpoint a retried trial continued from
+TIMING = "timing"  # seconds per phase of the trial: train, validate, sample, setup, report_prune, checkpoint, record, total
 
 
 def lineage(trial: FrozenTrial) -> int:

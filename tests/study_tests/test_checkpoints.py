@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, atomic_save, checkpoint_root, safe_name
 from hpstudy.study.models import build_model
+from hpstudy.study.objective import CheckpointPolicy
 from hpstudy.study.runner import run_study
 
 
@@ -75,7 +76,8 @@ FIXED_SPACE = {"lr": 0.01, "epochs": 6, "n_layers": 1, "hidden_units": 32, "drop
 
 def test_a_retried_trial_continues_its_learning_curve_exactly(quick_config, tmp_path):
     base = dict(study__n_trials=1, study__pruner={"name": "none"}, search_space=FIXED_SPACE,
-                train__scheduler={"name": "plateau", "patience": 0}, data__train_subset=None)
+                train__scheduler={"name": "plateau", "patience": 0}, data__train_subset=None,
+                train__checkpoint_every=1)
     whole = quick_config(**base, storage=f"sqlite:///{tmp_path / 'whole.db'}")
     run_study(whole)
     reference = optuna.load_study(study_name="quick", storage=whole.storage).get_trials()[0]
@@ -121,3 +123,19 @@ def test_keep_best_model_saves_the_best_trials_weights(quick_config, tmp_path):
     assert saved["meta"]["value"] == pytest.approx(study.best_value)
     assert any(key.endswith("weight") for key in saved["model"])
     assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == []
+
+
+def test_checkpoint_policy_every_n_epochs():
+    policy = CheckpointPolicy(every_epochs=2)
+    assert [policy.due(0.01) for _ in range(2)] == [False, True]
+    policy.written(0.5)
+    assert [policy.due(0.01) for _ in range(2)] == [False, True]
+
+
+def test_automatic_policy_keeps_checkpoints_within_their_budget():
+    policy = CheckpointPolicy(every_epochs=None, budget=0.02)
+    assert policy.due(0.01), "the first epoch is checkpointed: its cost is not known yet"
+    policy.written(0.004)  # a checkpoint costs 4 ms: due again after 0.2 s of training
+    assert [policy.due(0.05) for _ in range(4)] == [False, False, False, True]
+    policy.written(0.004)
+    assert policy.due(5.0), "a long epoch is checkpointed every time"
