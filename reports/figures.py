@@ -293,22 +293,30 @@ def categorical_figure(values: CategoricalValues) -> go.Figure:
 
 
 def timeline_figure(line: Timeline) -> go.Figure:
-    """One horizontal bar per trial from its start to its end, coloured by state."""
+    """One horizontal bar per trial from its start to its end (or, for many trials, a dot at its
+    end), coloured by state."""
     fig = go.Figure()
-    for state in dict.fromkeys(line.states):
+    by_count = sorted(set(line.states), key=lambda state: -line.states.count(state))  # the rarest on top
+    for state in by_count:
         picked = [i for i, s in enumerate(line.states) if s == state]
-        fig.add_trace(
-            go.Bar(
-                name=f"{state.lower()} ({len(picked)})",
-                orientation="h",
-                base=[line.starts[i] for i in picked],
-                x=[round(line.seconds[i] * 1000) for i in picked],
-                y=[line.numbers[i] for i in picked],
-                marker_color=STATE_COLORS.get(state, "#999"),
-                customdata=[round(line.seconds[i], 2) for i in picked],
-                hovertemplate="trial %{y}: %{customdata} s<extra></extra>",
+        common = {
+            "name": f"{state.lower()} ({len(picked)})",
+            "y": [line.numbers[i] for i in picked],
+            "marker_color": STATE_COLORS.get(state, "#999"),
+            "customdata": [round(line.seconds[i], 2) for i in picked],
+            "hovertemplate": "trial %{y}: %{customdata} s<extra></extra>",
+        }
+        if line.points:
+            fig.add_trace(go.Scatter(x=[line.ends[i] for i in picked], mode="markers", marker_size=4, **common))
+        else:
+            fig.add_trace(
+                go.Bar(
+                    orientation="h",
+                    base=[line.starts[i] for i in picked],
+                    x=[round(line.seconds[i] * 1000) for i in picked],
+                    **common,
+                )
             )
-        )
     fig.update_xaxes(type="date", title_text="time")
     fig.update_yaxes(title_text="trial number", autorange="reversed", **_integer_ticks(len(line.numbers)))
     fig.update_layout(bargap=0.15, legend={"orientation": "h", "y": -0.2})

@@ -59,8 +59,9 @@ def render_report(content: ReportContent, *, storage: str) -> str:
                 index = len(figures)
                 figures.append(_figure_spec(panel.figure))
             panels.append({"study": panel.study, "index": index, "note": panel.note, "detail": panel.detail})
-        sections.append({"key": section.key, "title": section.title, "guide": section.guide,
-                         "overlaid": section.overlaid, "wide": section.wide, "panels": panels})
+        sections.append(
+            {"key": section.key, "title": section.title, "guide": section.guide, "wide": section.wide, "panels": panels}
+        )
     names = [summary.name for summary in content.summaries]
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("hpstudy.reports", "templates"),

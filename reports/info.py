@@ -18,7 +18,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
-from hpstudy.reports.study_data import StudyData
+from hpstudy.reports.study_data import FINISHED_STATES, StudyData
 from hpstudy.reports.tables import json_ready
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -26,6 +26,8 @@ IMPORTANCE_EVALUATOR = "PED-ANOVA (PedAnovaImportanceEvaluator, Optuna's default
 #: PED-ANOVA compares the best 10% of completed trials with all of them: below this many the
 #: "best 10%" is a single trial and the ranking is noise.
 MIN_TRIALS_FOR_IMPORTANCE = 10
+#: Above this many trials the timeline draws dots, not bars.
+MAX_TIMELINE_BARS = 200
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,16 @@ class CategoricalValues:
 
 @dataclass(frozen=True)
 class Timeline:
-    """When each trial ran: start, seconds and state per trial, in trial order."""
+    """When each trial ran: start, end, seconds and state per trial, in trial order. ``points``:
+    too many trials for bars to be seen, so each is a dot at its end."""
 
     study: str
     numbers: tuple[int, ...]
     starts: tuple[str, ...]
+    ends: tuple[str, ...]
     seconds: tuple[float, ...]
     states: tuple[str, ...]
+    points: bool = False
     note: str | None = None
 
 
@@ -233,7 +238,8 @@ def _describe_distribution(dist: optuna.distributions.BaseDistribution) -> str:
 
 def pruning_savings(data: StudyData) -> PruningSavings:
     """Epochs run against epochs requested, and the seconds pruning and early stopping saved."""
-    frame = data.trials[["number", "state", "epochs_run", "epochs_requested", "end_reason"]].copy()
+    finished = data.trials[data.trials["state"].isin(FINISHED_STATES)]
+    frame = finished[["number", "state", "epochs_run", "epochs_requested"]].copy()
     frame["epochs_run"] = pd.to_numeric(frame["epochs_run"], errors="coerce")
     frame["epochs_requested"] = pd.to_numeric(frame["epochs_requested"], errors="coerce")
     frame = frame.dropna(subset=["epochs_run", "epochs_requested"])
@@ -421,22 +427,30 @@ def _same_choice(value: Any, choice: Any) -> bool:
 # ---------------------------------------------------------------- timeline
 
 
-def timeline(data: StudyData) -> Timeline:
-    """Start and length of every trial that started; a running trial ends now."""
-    if data.trials.empty:
-        return Timeline(data.name, (), (), (), (), "The study has no trials yet.")
-    starts = data.starts
-    ends = data.ends.fillna(pd.Timestamp.now())
-    started = starts.notna()
+def timeline(data: StudyData, *, max_bars: int = MAX_TIMELINE_BARS) -> Timeline:
+    """Start, end and length of every trial that started (a running trial ends now); past
+    ``max_bars`` trials, dots at their ends instead of bars."""
+    started = data.starts.notna()
     if not started.any():
-        return Timeline(data.name, (), (), (), (), "No trial has started yet.")
-    seconds = (ends - starts).dt.total_seconds().clip(lower=0.0)
+        note = "The study has no trials yet." if data.trials.empty else "No trial has started yet."
+        return Timeline(data.name, (), (), (), (), (), note=note)
+    starts = data.starts[started]
+    ends = data.ends[started].fillna(pd.Timestamp.now())
+    points = int(started.sum()) > max_bars
     return Timeline(
         study=data.name,
         numbers=tuple(int(n) for n in data.trials.loc[started, "number"]),
-        starts=tuple(moment.isoformat() for moment in starts[started]),
-        seconds=tuple(float(s) for s in seconds[started]),
+        starts=tuple(moment.isoformat() for moment in starts),
+        ends=tuple(moment.isoformat() for moment in ends),
+        seconds=tuple(float(s) for s in (ends - starts).dt.total_seconds().clip(lower=0.0)),
         states=tuple(str(s) for s in data.trials.loc[started, "state"]),
+        points=points,
+        note=(
+            f"With {int(started.sum())} trials a bar per trial would be thinner than a pixel, so each trial is a dot "
+            "at the time it ended; hover a dot for its length."
+        )
+        if points
+        else None,
     )
 
 

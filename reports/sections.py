@@ -252,6 +252,6 @@ def _categorical_panel(record: info.CategoricalValues) -> Panel:
 
 
 def _timeline_panel(record: info.Timeline) -> Panel:
-    if record.note:
+    if not record.numbers:
         return Panel("", record.study, None, record.note)
-    return _drawn("", record.study, lambda: figures.timeline_figure(record))
+    return _drawn("", record.study, lambda: figures.timeline_figure(record), note=record.note)

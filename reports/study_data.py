@@ -22,13 +22,16 @@ from hpstudy.storage.stored_config import has_stored_config, recorded_runs, stor
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.errors import UserError
 
+#: Trials whose user attrs describe work that happened. A WAITING retry carries a stale copy of
+#: the failed attempt's attrs, and a RUNNING trial has not written its own yet.
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 OBJECTIVE_LABELS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
 GENERIC_OBJECTIVE = "objective value"
 
 
 @dataclass(frozen=True, eq=False)
 class StudyData:
-    """A study with its trials (``trials_frame``), curves (``curves_frame``), stored config
+    """A study with its trials (``trials_frame``), curves (``curves_frame``, finished trials only), stored config
     (None when hpstudy did not create it, or it no longer validates) and run records."""
 
     optuna_study: optuna.Study
@@ -94,10 +97,11 @@ def load_study_data(optuna_study: optuna.Study) -> StudyData:
     distributions: dict[str, BaseDistribution] = {}
     for trial in optuna_study.get_trials(deepcopy=False):
         distributions.update(trial.distributions)
+    curves = curves_frame(optuna_study)
     return StudyData(
         optuna_study=optuna_study,
         trials=trials_frame(optuna_study),
-        curves=curves_frame(optuna_study),
+        curves=curves[curves["state"].isin(FINISHED_STATES)].reset_index(drop=True),
         config=config,
         runs=tuple(recorded_runs(optuna_study)),
         distributions=distributions,

@@ -140,3 +140,25 @@ def test_comparable_leaves_out_studies_without_values_or_with_another_objective(
     shown, note = info.comparable([load_study_data(s) for s in (done, empty, accuracy)])
     assert [d.name for d in shown] == ["done"]
     assert note == "Not shown: 'empty' (no completed trial), 'acc' (maximizes validation accuracy)."
+
+
+def test_a_waiting_retry_with_copied_attrs_is_not_counted_twice(sqlite_url):
+    failed = hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=[2.0, 1.5], epochs_requested=10,
+                      state=TrialState.FAIL)
+    created = hp_study(sqlite_url, "s", [failed], space=SPACE)
+    created.enqueue_trial(failed.params, user_attrs=failed.user_attrs)  # as a heartbeat retry leaves it
+    data = load_study_data(created)
+    assert data.state_count("WAITING") == 1
+    savings = info.pruning_savings(data)
+    assert (savings.trials_measured, savings.epochs_requested, savings.not_run_other) == (1, 10, 8)
+    assert learning_curves(data).total == 1
+
+
+def test_timeline_turns_to_dots_when_bars_would_vanish(sqlite_url):
+    trials = [hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=[1.0, 0.5], epoch_seconds=2.0) for _ in range(6)]
+    data = load_study_data(hp_study(sqlite_url, "s", trials, space=SPACE))
+    bars = info.timeline(data)
+    assert not bars.points and bars.note is None and bars.numbers == (0, 1, 2, 3, 4, 5)
+    assert all(s == pytest.approx(4.1, abs=0.01) for s in bars.seconds)
+    dots = info.timeline(data, max_bars=5)
+    assert dots.points and dots.note.startswith("With 6 trials a bar per trial would be thinner than a pixel")
