@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def browser():
+    """One chromium for the module's tests."""
     yield from launch_chromium()
 
 

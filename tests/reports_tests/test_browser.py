@@ -18,19 +18,23 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def browser():
+    """One chromium for the module's tests."""
     yield from launch_chromium()
 
 
 def report_of(url, names, path):
+    """Write the report of studies ``names`` at ``url`` to ``path``."""
     return write_report([optuna.load_study(study_name=n, storage=url) for n in names], path, storage=url)
 
 
 def png_size(path):
+    """(width, height) of a PNG file, read from its header."""
     width, height = struct.unpack(">II", path.read_bytes()[16:24])
     return width, height
 
 
 def assert_clean(seen):
+    """No request, error or dialog; every plot drawn; a full-page screenshot saved."""
     assert seen.network_requests == []
     assert seen.console_errors == [] and seen.page_errors == []
     assert seen.dialogs == []

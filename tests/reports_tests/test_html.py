@@ -21,6 +21,7 @@ PER_STUDY_SECTIONS = ("curves", "best", "importances", "parallel", "slices", "co
 
 
 def load(url: str, name: str) -> optuna.Study:
+    """Study ``name`` at ``url``."""
     return optuna.load_study(study_name=name, storage=url)
 
 
@@ -83,6 +84,7 @@ def test_figures_for_returns_the_figures_the_page_embeds(compared):
 
 @pytest.fixture(scope="module")
 def edge_url(tmp_path_factory) -> str:
+    """A storage holding every edge-case study."""
     url = f"sqlite:///{tmp_path_factory.mktemp('edge') / 'edge.db'}"
     add_edge_studies(url)
     return url
@@ -134,3 +136,21 @@ def test_default_report_path_keeps_only_safe_characters():
     assert default_report_path(["digits-mlp"]) == Path("hpstudy-report-digits-mlp.html")
     assert default_report_path(["a", "b c"]) == Path("hpstudy-report-a-vs-b_c.html")
     assert default_report_path([XSS[0]]) == Path("hpstudy-report-_script_alert_1_script_.html")
+
+
+def test_a_plain_optuna_study_gets_a_report_that_says_what_is_missing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    plain = optuna.create_study(storage=url, study_name="plain", sampler=optuna.samplers.RandomSampler(seed=0))
+    plain.optimize(lambda t: (t.suggest_float("x", -2, 2) - 1) ** 2 + t.suggest_categorical("c", ["a", "b"]).count("b"),
+                   n_trials=15)
+    content = report_content([load(url, "plain")])
+    assert not [p for s in content.sections for p in s.panels if p.note and p.note.startswith(FAILED_TO_DRAW)]
+    (summary,) = content.summaries
+    assert summary.objective == "objective value" and summary.config_text is None
+    assert summary.sampler == "not recorded (the study was not created by hpstudy)"
+    visible = read_page(write_report([load(url, "plain")], tmp_path / "r.html", storage=url).read_text()).visible_text()
+    assert "No trial recorded a learning curve (the trials were not run by hpstudy" in visible
+    assert "The trials record no epoch counts (they were not run by hpstudy)" in visible
+    assert "No stored config: this study was not created by hpstudy." in visible
+    figures = {key for s in content.sections for p in s.panels if p.figure is not None for key in [p.key]}
+    assert {"history", "edf", "importances[plain]", "parallel[plain]", "contour[plain]", "choices[plain]"} <= figures
