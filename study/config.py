@@ -142,7 +142,8 @@ class SchedulerConfig(_Section):
 
 
 class TrainSection(_Section):
-    """How each trial trains: device, evaluation batch, early stopping, LR schedule, checkpoints
+    """How each trial trains: device, evaluation batch, mixed precision (``amp``), ``torch.compile``,
+    channels-last CNNs (``auto``: on CUDA), early stopping, LR schedule, checkpoints
     (``checkpoint_every`` epochs, or None: as often as 2 % of the training time allows;
     ``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
     ``./hpstudy-checkpoints``)."""
@@ -150,6 +151,9 @@ class TrainSection(_Section):
     device: str = "auto"
     eval_batch_size: PositiveInt = 4096
     deterministic: bool = False
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    compile: bool = False
+    channels_last: Literal["auto", "on", "off"] = "auto"
     checkpoints: bool = True
     checkpoint_every: PositiveInt | None = None
     checkpoint_dir: str | None = None

@@ -50,22 +50,26 @@ class Splits:
         """Where the tensors live."""
         return self.x_train.device
 
-    def to(self, device: torch.device) -> Splits:
-        """The same splits on ``device`` (pinned host memory and non-blocking copies for CUDA)."""
-        if self.device == device:
+    def to(self, device: torch.device, *, channels_last: bool = False) -> Splits:
+        """The same splits on ``device`` (pinned host memory and non-blocking copies for CUDA),
+        images in channels-last layout when asked (what a CNN on a GPU reads fastest)."""
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        if self.device == device and self.x_train.is_contiguous(memory_format=layout):
             return self
         return replace(
             self,
-            x_train=_move(self.x_train, device),
+            x_train=_move(self.x_train, device).contiguous(memory_format=layout),
             y_train=_move(self.y_train, device),
-            x_val=_move(self.x_val, device),
+            x_val=_move(self.x_val, device).contiguous(memory_format=layout),
             y_val=_move(self.y_val, device),
         )
 
 
 def _move(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
+        moved = tensor.pin_memory().to(device, non_blocking=True)
+        torch.cuda.current_stream(device).synchronize()  # the pinned source must outlive the copy
+        return moved
     return tensor.to(device)
 
 

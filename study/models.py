@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
+import torch
 from torch import nn
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
@@ -32,6 +33,26 @@ _WEIGHT_INITS: Mapping[str, Callable[..., object]] = {
 INITIALIZER_NAMES = ("default", *_WEIGHT_INITS)
 
 POOL_MIN_SIZE = 4  # max-pool a conv block's output only while it is at least this wide
+
+
+class Dropout(nn.Module):
+    """Inverted dropout. On the CPU the mask comes from uniform draws (``rand >= p``), about twice
+    as fast as the Bernoulli sampler behind ``nn.Dropout``; on a GPU it is ``F.dropout`` itself."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return inputs
+        if inputs.device.type != "cpu":
+            return nn.functional.dropout(inputs, self.p, training=True)
+        keep = torch.rand_like(inputs) >= self.p
+        return inputs * keep.to(inputs.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def build_model(hp: Hyperparams, *, kind: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
@@ -86,7 +107,7 @@ def dense_stack(hp: Hyperparams, *, in_features: int, n_classes: int) -> list[nn
             layers.append(nn.BatchNorm1d(width))
         layers.append(ACTIVATIONS[hp.activation]())
         if hp.dropout > 0:
-            layers.append(nn.Dropout(hp.dropout))
+            layers.append(Dropout(hp.dropout))
         in_features = width
     layers.append(nn.Linear(in_features, n_classes))
     return layers

@@ -27,6 +27,7 @@ from hpstudy.study.reporting import CompletedTrials, EpochReporter
 from hpstudy.study.training import (
     EarlyStopping,
     EpochResult,
+    Precision,
     Scheduler,
     build_optimizer,
     fit,
@@ -161,7 +162,10 @@ class Objective:
         model_factory: ModelFactory = build_model,
     ) -> None:
         self.cfg = cfg
-        self.splits = splits.to(device)
+        self.channels_last = cfg.model.kind == "cnn" and (
+            cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and device.type == "cuda")
+        )
+        self.splits = splits.to(device, channels_last=self.channels_last)
         self.study = study
         self.device = device
         self.backend = backend if backend is not None else study._storage  # noqa: SLF001
@@ -260,8 +264,10 @@ class Objective:
         torch.manual_seed(attempt.seed)
         model = self.model_factory(
             hp, kind=self.cfg.model.kind, input_shape=self.splits.input_shape, n_classes=self.splits.n_classes
-        ).to(self.device)
+        ).to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         optimizer = build_optimizer(model, hp)
+        if train_cfg.compile:
+            model = torch.compile(model)
         scheduler = (
             Scheduler(optimizer, factor=train_cfg.scheduler.factor, patience=train_cfg.scheduler.patience)
             if train_cfg.scheduler.name == "plateau"
@@ -273,7 +279,9 @@ class Objective:
             else None
         )
         generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
-        return model, optimizer, {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping}
+        precision = Precision.make(train_cfg.amp, self.device)
+        parts = {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping, "precision": precision}
+        return model, optimizer, parts
 
     def _epochs(
         self,
@@ -285,6 +293,7 @@ class Objective:
         generator: torch.Generator,
         scheduler: Scheduler | None,
         early_stopping: EarlyStopping | None,
+        precision: Precision,
     ) -> Iterator[EpochResult]:
         splits = self.splits
         return fit(
@@ -298,6 +307,7 @@ class Objective:
             scheduler=scheduler,
             early_stopping=early_stopping,
             start_epoch=start_epoch,
+            precision=precision,
         )
 
     # ------------------------------------------------------------ checkpoints

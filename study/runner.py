@@ -179,6 +179,8 @@ def _run(
         sampler=build_sampler(cfg, seed=seed),
         pruner=build_pruner(cfg.study.pruner),
     )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic  # fastest kernels for fixed shapes
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from hpstudy.storage.stored_config import recorded_runs, stored_config
 from tests.conftest import run_cli
+from tests.helpers import trial_states
 
 pytestmark = pytest.mark.slow
 
@@ -109,13 +110,8 @@ def test_ctrl_c_then_resume_reaches_the_target(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def one_done_one_running():
-        if not (tmp_path / "hpstudy.db").exists():
-            return False
-        try:
-            found = states(url, "slow")
-        except Exception:
-            return False
-        return TrialState.RUNNING in found and found.count(TrialState.COMPLETE) + found.count(TrialState.PRUNED) >= 1
+        found = trial_states(tmp_path / "hpstudy.db", "slow")
+        return "RUNNING" in found and found.count("COMPLETE") + found.count("PRUNED") >= 1
 
     wait_for(one_done_one_running)
     before = [s for s in states(url, "slow") if s in (TrialState.COMPLETE, TrialState.PRUNED)]
