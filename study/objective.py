@@ -29,6 +29,7 @@ from hpstudy.study.training import (
     EpochResult,
     Precision,
     Scheduler,
+    TrainingParts,
     build_optimizer,
     fit,
     restore_training_state,
@@ -228,7 +229,7 @@ class Objective:
         with attempt.timed("setup"):
             model, optimizer, parts = self._build(attempt)
             self._resume(trial, attempt, reporter, model, optimizer, parts)
-        for result in self._epochs(model, optimizer, hp, start_epoch=len(attempt.curve) + 1, **parts):
+        for result in self._epochs(model, optimizer, hp, parts, start_epoch=len(attempt.curve) + 1):
             attempt.timing["train"] += result.train_seconds
             attempt.timing["validate"] += result.val_seconds
             attempt.curve.append(result)
@@ -244,7 +245,7 @@ class Objective:
             if self.writer is not None and policy.due(result.seconds):
                 with attempt.timed("checkpoint"):
                     started = time.perf_counter()
-                    self._checkpoint(attempt, training_state(model, optimizer, **parts))
+                    self._checkpoint(attempt, training_state(model, optimizer, parts))
                     policy.written(time.perf_counter() - started + self.writer.last_write_seconds)
             with attempt.timed("report_prune"):
                 prune = reporter.should_prune()
@@ -257,7 +258,7 @@ class Objective:
                 {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
             )
 
-    def _build(self, attempt: _Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any]]:
+    def _build(self, attempt: _Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts]:
         """The seeded model, its optimizer, and the parts ``fit`` needs (batch-order generator,
         LR scheduler, early stopping)."""
         hp, train_cfg = attempt.hp, self.cfg.train
@@ -279,8 +280,7 @@ class Objective:
             else None
         )
         generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
-        precision = Precision.make(train_cfg.amp, self.device)
-        parts = {"generator": generator, "scheduler": scheduler, "early_stopping": early_stopping, "precision": precision}
+        parts = TrainingParts(generator, scheduler, early_stopping, Precision.make(train_cfg.amp, self.device))
         return model, optimizer, parts
 
     def _epochs(
@@ -288,12 +288,9 @@ class Objective:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         hp: Hyperparams,
+        parts: TrainingParts,
         *,
         start_epoch: int,
-        generator: torch.Generator,
-        scheduler: Scheduler | None,
-        early_stopping: EarlyStopping | None,
-        precision: Precision,
     ) -> Iterator[EpochResult]:
         splits = self.splits
         return fit(
@@ -302,12 +299,9 @@ class Objective:
             (splits.x_train, splits.y_train, splits.x_val, splits.y_val),
             epochs=hp.epochs,
             batch_size=hp.batch_size,
-            generator=generator,
+            parts=parts,
             eval_batch_size=self.cfg.train.eval_batch_size,
-            scheduler=scheduler,
-            early_stopping=early_stopping,
             start_epoch=start_epoch,
-            precision=precision,
         )
 
     # ------------------------------------------------------------ checkpoints
@@ -319,7 +313,7 @@ class Objective:
         reporter: EpochReporter,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        parts: dict[str, Any],
+        parts: TrainingParts,
     ) -> None:
         """Continue from the lineage's checkpoint, if any: restore state and re-report its epochs."""
         if self.checkpoints is None:
@@ -327,7 +321,7 @@ class Objective:
         saved = self.checkpoints.load(attempt.lineage)
         if saved is None:
             return
-        restore_training_state(saved["training"], model, optimizer, **parts)
+        restore_training_state(saved["training"], model, optimizer, parts)
         attempt.curve = LearningCurve.from_dict(saved["curve"])
         attempt.best_epoch, attempt.best_score = saved["best_epoch"], saved["best_score"]
         attempt.best_accuracy = saved["best_accuracy"]

@@ -101,58 +101,54 @@ class Precision:
 FULL_PRECISION = Precision(device_type="cpu")
 
 
-def training_state(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    generator: torch.Generator,
-    scheduler: Scheduler | None = None,
-    early_stopping: EarlyStopping | None = None,
-    precision: Precision = FULL_PRECISION,
-) -> dict[str, Any]:
+@dataclass
+class TrainingParts:
+    """What training needs beside the model and its optimizer: the batch-order generator, an
+    optional LR schedule and early stopping, and the precision."""
+
+    generator: torch.Generator
+    scheduler: Scheduler | None = None
+    early_stopping: EarlyStopping | None = None
+    precision: Precision = FULL_PRECISION
+
+
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer, parts: TrainingParts) -> dict[str, Any]:
     """Everything needed to go on training exactly from here: weights, optimizer, schedule,
     early-stopping counters, loss scale and every random state (references, not copies)."""
     state: dict[str, Any] = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
+        "generator": parts.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    if scheduler is not None:
-        state["scheduler"] = scheduler.state_dict()
-    if early_stopping is not None:
-        state["early_stopping"] = asdict(early_stopping)
-    if precision.scaler is not None:
-        state["scaler"] = precision.scaler.state_dict()
+    if parts.scheduler is not None:
+        state["scheduler"] = parts.scheduler.state_dict()
+    if parts.early_stopping is not None:
+        state["early_stopping"] = asdict(parts.early_stopping)
+    if parts.precision.scaler is not None:
+        state["scaler"] = parts.precision.scaler.state_dict()
     return state
 
 
 def restore_training_state(
-    state: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    generator: torch.Generator,
-    scheduler: Scheduler | None = None,
-    early_stopping: EarlyStopping | None = None,
-    precision: Precision = FULL_PRECISION,
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, parts: TrainingParts
 ) -> None:
     """Put the state captured by ``training_state`` back into freshly built objects."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
+    parts.generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    if scheduler is not None and "scheduler" in state:
-        scheduler.load_state_dict(state["scheduler"])
-    if early_stopping is not None and "early_stopping" in state:
+    if parts.scheduler is not None and "scheduler" in state:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.early_stopping is not None and "early_stopping" in state:
         for key, value in state["early_stopping"].items():
-            setattr(early_stopping, key, value)
-    if precision.scaler is not None and "scaler" in state:
-        precision.scaler.load_state_dict(state["scaler"])
+            setattr(parts.early_stopping, key, value)
+    if parts.precision.scaler is not None and "scaler" in state:
+        parts.precision.scaler.load_state_dict(state["scaler"])
 
 
 def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
@@ -249,19 +245,17 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
-    generator: torch.Generator,
+    parts: TrainingParts,
     eval_batch_size: int = 4096,
-    scheduler: Scheduler | None = None,
-    early_stopping: EarlyStopping | None = None,
     start_epoch: int = 1,
-    precision: Precision = FULL_PRECISION,
 ) -> Iterator[EpochResult]:
     """Train for epochs ``start_epoch .. epochs`` on ``data = (x_train, y_train, x_val, y_val)``.
 
     Yields an EpochResult after each epoch. Stops by itself after a non-finite loss (that epoch is
-    yielded first) or when ``early_stopping`` says so; the caller may stop at any time.
+    yielded first) or when ``parts.early_stopping`` says so; the caller may stop at any time.
     """
     x_train, y_train, x_val, y_val = data
+    generator, scheduler, early_stopping, precision = parts.generator, parts.scheduler, parts.early_stopping, parts.precision
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         train_loss, train_accuracy = train_epoch(

@@ -158,3 +158,29 @@ def test_torchvision_datasets_run_end_to_end(quick_config, tmp_path, dataset, ki
     assert result.counts == {"COMPLETE": 2}
     for trial in load(cfg).get_trials():
         assert len(trial.user_attrs["curve"]["val_loss"]) == 2
+
+
+def test_epoch_budget_stops_the_study(quick_config):
+    from hpstudy.study.runner import epochs_run
+
+    cfg = quick_config(study__n_trials=50, study__budget_epochs=10, study__pruner={"name": "none"},
+                       search_space={"epochs": {"low": 3, "high": 4}, "lr": 1e-2, "n_layers": 1, "hidden_units": 16})
+    result = run_study(cfg)
+    assert result.stop_reason == "epoch budget spent"
+    trials = load(cfg).get_trials()
+    spent = epochs_run(trials)
+    assert 10 <= spent < 10 + 4, "stops at the first trial end past the budget"
+    assert result.finished == len(trials) < 50
+    again = run_study(cfg)
+    assert again.trials_this_run == 0 and again.stop_reason == "epoch budget spent"
+
+
+def test_budget_epochs_flag_reaches_the_config(tmp_path, capsys, monkeypatch):
+    from hpstudy.study.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--budget-epochs", "6", "--no-report", "--set", "data.train_subset=200",
+                 "--set", "search_space.epochs={low: 2, high: 3}", "--set", "study.name=b"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Stopped: epoch budget spent" in out

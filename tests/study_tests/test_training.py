@@ -11,7 +11,7 @@ from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.config import load_config
 from hpstudy.study.data import load_splits
 from hpstudy.study.models import build_model
-from hpstudy.study.training import EarlyStopping, build_optimizer, fit, train_epoch
+from hpstudy.study.training import EarlyStopping, TrainingParts, build_optimizer, fit, train_epoch
 from tests.helpers.datasets import write_mnist_like
 
 
@@ -26,9 +26,9 @@ def run(splits, *, kind="mlp", epochs=5, seed=0, scheduler=None, early_stopping=
     model = build_model(hp, kind=kind, input_shape=splits.input_shape, n_classes=splits.n_classes)
     optimizer = build_optimizer(model, hp)
     sched = scheduler(optimizer) if scheduler else None
+    parts = TrainingParts(torch.Generator().manual_seed(seed), sched, early_stopping)
     return list(fit(model, optimizer, (splits.x_train, splits.y_train, splits.x_val, splits.y_val),
-                    epochs=hp.epochs, batch_size=hp.batch_size, generator=torch.Generator().manual_seed(seed),
-                    scheduler=sched, early_stopping=early_stopping))
+                    epochs=hp.epochs, batch_size=hp.batch_size, parts=parts))
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])

@@ -1,0 +1,37 @@
+"""Smoke runs of the training-speed benchmarks: each runs and prints its figures (no speed asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def bench(module: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", module, "--quick", *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_two_loops_prints_a_ratio():
+    assert re.search(r"ratio \(usual / hpstudy\): \d+\.\d+x", bench("bench.two_loops"))
+
+
+def test_pruning_prints_both_tables():
+    out = bench("bench.pruning")
+    assert "(a) equal trial count" in out and "(b) equal epochs" in out
+    assert re.search(r"default\s+\d+\s+-?\d+%", out)
+
+
+def test_overhead_prints_the_split():
+    out = bench("bench.overhead")
+    assert re.search(r"own share per epoch .*: \d+\.\d+%", out)
+    for phase in ("train", "validate", "report_prune", "checkpoint", "sample"):
+        assert re.search(rf"^{phase}\s+\d", out, re.MULTILINE)
