@@ -176,6 +176,7 @@ def _run_limits(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     sub.add_argument("--budget-epochs", type=int, help="stop starting new trials once the study has trained this many epochs")
     sub.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    sub.add_argument("--pack", type=int, help="train this many MLP trials at once, batched (default 1)")
 
 
 def _report_flags(sub: argparse.ArgumentParser) -> None:
@@ -189,6 +190,7 @@ def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
         "study.timeout": args.timeout,
         "study.budget_epochs": args.budget_epochs,
         "train.device": args.device,
+        "train.pack": args.pack,
     }
     return {key: value for key, value in values.items() if value is not None}
 

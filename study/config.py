@@ -47,6 +47,7 @@ RUN_ONLY_KEYS = (
     ("storage",),
     ("train", "device"),
     ("train", "checkpoint_dir"),
+    ("train", "pack"),
     ("data", "root"),
     ("data", "download"),
 )
@@ -154,6 +155,7 @@ class TrainSection(_Section):
     amp: Literal["off", "bf16", "fp16"] = "off"
     compile: bool = False
     channels_last: Literal["auto", "on", "off"] = "auto"
+    pack: PositiveInt = 1
     checkpoints: bool = True
     checkpoint_every: PositiveInt | None = None
     checkpoint_dir: str | None = None
@@ -192,6 +194,8 @@ class StudyConfig(_Section):
     def _parts_fit_together(self) -> StudyConfig:
         build_sampler(self, seed=self.study.seed)
         build_pruner(self.study.pruner)
+        if self.train.pack > 1:
+            _check_packable(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,6 +226,19 @@ class StudyConfig(_Section):
         for key, value in overrides.items():
             _set_dotted(raw, key, value)
         return StudyConfig.from_dict(raw)
+
+
+def _check_packable(cfg: StudyConfig) -> None:
+    """Packed trials train MLPs without batch norm, in full precision, uncompiled."""
+    problem = None
+    if cfg.model.kind != "mlp":
+        problem = "packing trains MLPs; set model.kind=mlp"
+    elif cfg.search_space.spec("batch_norm").contains(True):
+        problem = "packing does not support batch norm; set search_space.batch_norm=false"
+    elif cfg.train.amp != "off" or cfg.train.compile:
+        problem = "packing trains in full precision, uncompiled; set train.amp=off and train.compile=false"
+    if problem:
+        raise UserError(f"train.pack={cfg.train.pack}: {problem}, or drop --pack")
 
 
 # ---------------------------------------------------------------- reading

@@ -17,6 +17,8 @@ import numpy as np
 import optuna
 import torch
 
+from optuna.trial import FrozenTrial
+
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_copy
@@ -83,8 +85,9 @@ def _json_float(value: float) -> float | None:
 
 
 @dataclass
-class _Attempt:
-    """What one call of the objective tracks while it trains."""
+class Attempt:
+    """What one attempt at a trial tracks while it trains: its curve, best epoch, end reason and
+    where its time went."""
 
     hp: Hyperparams
     lineage: int
@@ -112,6 +115,46 @@ class _Attempt:
         record = {phase: round(seconds, 6) for phase, seconds in self.timing.items()}
         record["total"] = round(time.perf_counter() - self.started, 6)
         return record
+
+    def observe(self, result: EpochResult, score: float, *, maximize: bool) -> None:
+        """Add an epoch to the curve and keep the best one."""
+        self.curve.append(result)
+        if result.finite and (self.best_score is None or (score > self.best_score if maximize else score < self.best_score)):
+            self.best_epoch, self.best_score, self.best_accuracy = result.epoch, score, result.val_accuracy
+
+    def record(self) -> dict[str, Any]:
+        """The user attrs a finished attempt leaves on its trial."""
+        attrs: dict[str, Any] = {
+            trial_attrs.CURVE: self.curve.to_dict(),
+            trial_attrs.HYPERPARAMS: self.hp.to_flat(),
+            trial_attrs.EPOCHS_REQUESTED: self.hp.epochs,
+            trial_attrs.EPOCHS_RUN: len(self.curve),
+            trial_attrs.END_REASON: self.end_reason,
+        }
+        if self.best_epoch is not None:
+            attrs[trial_attrs.BEST_EPOCH] = self.best_epoch
+            attrs[trial_attrs.VAL_ACCURACY] = self.best_accuracy
+        attrs[trial_attrs.TIMING] = self.timing_record()
+        return attrs
+
+
+def begin_attempt(cfg: StudyConfig, frozen: FrozenTrial, hp: Hyperparams, *, started: float) -> Attempt:
+    """The attempt for a trial that has just started: its lineage (the original trial when it is a
+    retry) and its torch seed (inherited by a retry, else derived)."""
+    lineage = trial_attrs.lineage(frozen)
+    seed = frozen.user_attrs.get(trial_attrs.TRIAL_SEED)
+    if seed is None:
+        repeat = hp.seed if "seed" in cfg.search_space.searched else None
+        seed = trial_seed(cfg.study.seed, lineage, repeat)
+    return Attempt(hp=hp, lineage=lineage, seed=seed, started=started)
+
+
+def start_attrs(attempt: Attempt, *, device: torch.device, worker: dict[str, Any] | None) -> dict[str, Any]:
+    """The user attrs written when an attempt starts: seed, device and (if known) worker."""
+    attrs: dict[str, Any] = {trial_attrs.TRIAL_SEED: attempt.seed, trial_attrs.DEVICE: str(device)}
+    if worker is not None:
+        attrs[trial_attrs.WORKER] = worker
+    return attrs
 
 
 class CheckpointPolicy:
@@ -185,18 +228,10 @@ class Objective:
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
         frozen = self.backend.get_trial(trial_id)
         hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
-        lineage = trial_attrs.lineage(frozen)
-        seed = frozen.user_attrs.get(trial_attrs.TRIAL_SEED)
-        if seed is None:
-            repeat = hp.seed if "seed" in self.cfg.search_space.searched else None
-            seed = trial_seed(self.cfg.study.seed, lineage, repeat)
-        start_attrs = {trial_attrs.TRIAL_SEED: seed, trial_attrs.DEVICE: str(self.device)}
-        if self.worker is not None:
-            start_attrs[trial_attrs.WORKER] = self.worker
-        self._set_attrs(trial, trial_id, start_attrs)
+        attempt = begin_attempt(self.cfg, frozen, hp, started=began)
+        self._set_attrs(trial, trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
-        attempt = _Attempt(hp=hp, lineage=lineage, seed=seed, started=began)
         attempt.timing["sample"] = time.perf_counter() - began
         out_of_memory = None
         try:
@@ -223,7 +258,7 @@ class Objective:
 
     # ------------------------------------------------------------ training
 
-    def _train(self, trial: optuna.Trial, attempt: _Attempt, reporter: EpochReporter) -> None:
+    def _train(self, trial: optuna.Trial, attempt: Attempt, reporter: EpochReporter) -> None:
         hp = attempt.hp
         policy = CheckpointPolicy(every_epochs=self.cfg.train.checkpoint_every)
         with attempt.timed("setup"):
@@ -232,16 +267,13 @@ class Objective:
         for result in self._epochs(model, optimizer, hp, parts, start_epoch=len(attempt.curve) + 1):
             attempt.timing["train"] += result.train_seconds
             attempt.timing["validate"] += result.val_seconds
-            attempt.curve.append(result)
             score = self._score(result)
+            attempt.observe(result, score, maximize=self._maximize)
             with attempt.timed("report_prune"):
                 reporter.report(score, result.epoch)
             if not result.finite:
                 attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
                 raise optuna.TrialPruned(attempt.end_reason)
-            if attempt.best_score is None or self._better(score, attempt.best_score):
-                attempt.best_epoch, attempt.best_score = result.epoch, score
-                attempt.best_accuracy = result.val_accuracy
             if self.writer is not None and policy.due(result.seconds):
                 with attempt.timed("checkpoint"):
                     started = time.perf_counter()
@@ -258,7 +290,7 @@ class Objective:
                 {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
             )
 
-    def _build(self, attempt: _Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts]:
+    def _build(self, attempt: Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts]:
         """The seeded model, its optimizer, and the parts ``fit`` needs (batch-order generator,
         LR scheduler, early stopping)."""
         hp, train_cfg = attempt.hp, self.cfg.train
@@ -309,7 +341,7 @@ class Objective:
     def _resume(
         self,
         trial: optuna.Trial,
-        attempt: _Attempt,
+        attempt: Attempt,
         reporter: EpochReporter,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
@@ -330,7 +362,7 @@ class Objective:
             reporter.report(value, epoch)
         trial.set_user_attr(trial_attrs.RESUMED_FROM, {"trial": attempt.lineage, "epoch": attempt.resumed_from})
 
-    def _checkpoint(self, attempt: _Attempt, state: dict[str, Any]) -> None:
+    def _checkpoint(self, attempt: Attempt, state: dict[str, Any]) -> None:
         assert self.checkpoints is not None and self.writer is not None
         scores = [v if v is not None else math.nan for v in (
             attempt.curve.val_accuracy if self.cfg.study.metric == "val_accuracy" else attempt.curve.val_loss
@@ -347,7 +379,7 @@ class Objective:
             },
         )
 
-    def _is_new_best(self, attempt: _Attempt) -> bool:
+    def _is_new_best(self, attempt: Attempt) -> bool:
         values = [t.value for t in self.completed.get() if t.value is not None]
         if not values:
             return True
@@ -357,7 +389,7 @@ class Objective:
     # ------------------------------------------------------------ bookkeeping
 
     def _finish(
-        self, trial: optuna.Trial, trial_id: int, attempt: _Attempt, reporter: EpochReporter, *, keep_checkpoint: bool
+        self, trial: optuna.Trial, trial_id: int, attempt: Attempt, reporter: EpochReporter, *, keep_checkpoint: bool
     ) -> None:
         with attempt.timed("record"):
             reporter.flush()
@@ -366,18 +398,7 @@ class Objective:
                     self.writer.flush()
                 else:
                     self.writer.discard(self.checkpoints.path(attempt.lineage))
-        attrs: dict[str, Any] = {
-            trial_attrs.CURVE: attempt.curve.to_dict(),
-            trial_attrs.HYPERPARAMS: attempt.hp.to_flat(),
-            trial_attrs.EPOCHS_REQUESTED: attempt.hp.epochs,
-            trial_attrs.EPOCHS_RUN: len(attempt.curve),
-            trial_attrs.END_REASON: attempt.end_reason,
-        }
-        if attempt.best_epoch is not None:
-            attrs[trial_attrs.BEST_EPOCH] = attempt.best_epoch
-            attrs[trial_attrs.VAL_ACCURACY] = attempt.best_accuracy
-        attrs[trial_attrs.TIMING] = attempt.timing_record()
-        self._set_attrs(trial, trial_id, attrs)
+        self._set_attrs(trial, trial_id, attempt.record())
 
     def _set_attrs(self, trial: optuna.Trial, trial_id: int, attrs: dict[str, Any]) -> None:
         """Write user attrs in one transaction when the storage can, else one by one."""

@@ -44,6 +44,7 @@ from hpstudy.study.devices import describe_device, resolve_device
 from hpstudy.study.models import build_model
 from hpstudy.study.objective import ModelFactory, Objective
 from hpstudy.study.optuna_parts import build_pruner, build_sampler
+from hpstudy.study.pack_runner import PackedRun
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -224,20 +225,22 @@ def _optimize(
         model_factory=model_factory,
     )
     admit = _AdmitWithinTarget(objective, target)
+    packed = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer) if cfg.train.pack > 1 else None
+    counter = packed or admit
     try:
-        stop_reason = _StopRule.from_config(cfg).reason_to_stop(study) or _optimize_until_stopped(
-            study, cfg, admit, observer
+        stop_reason = _StopRule.from_config(cfg).reason_to_stop(study) or (
+            _run_packed(packed) if packed is not None else _optimize_until_stopped(study, cfg, admit, observer)
         )
     except KeyboardInterrupt as exc:
         stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         _requeue(study, objective.current_trial)
     except Exception as exc:
-        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=admit.calls)
+        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=counter.calls)
         raise
     finally:
         if writer is not None:
             writer.close()
-    trials_this_run = admit.calls
+    trials_this_run = counter.calls
     run_record.finish(study, stop_reason=stop_reason, trials=trials_this_run)
     return RunResult(
         study_name=study.study_name,
@@ -272,6 +275,22 @@ def _optimize_until_stopped(
     if stop.reason is not None:
         return stop.reason
     return "target reached" if _n_finished(study) >= target else "timeout"
+
+
+def _packed_run(
+    study: optuna.Study, cfg: StudyConfig, splits: Splits, *, device: torch.device, backend: Any,
+    observer: RunObserver | None,
+) -> PackedRun:
+    stop = _StopRule.from_config(cfg)
+    return PackedRun(
+        study, cfg, splits, device=device, backend=backend, worker=WorkerIdentity.current().to_dict(),
+        reason_to_stop=stop.reason_to_stop, callbacks=[observer.trial_finished] if observer is not None else [],
+    )
+
+
+def _run_packed(packed: PackedRun) -> str:
+    with _sigterm_as_interrupt():
+        return packed.run()
 
 
 def _n_finished(study: optuna.Study) -> int:
@@ -368,6 +387,8 @@ class _StopRule:
         active = sum(1 for t in trials if t.state in (*FINISHED_STATES, TrialState.RUNNING))
         if active >= self.target:
             return "target reached"
+        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+            return "grid exhausted"
         if self.budget_epochs is not None and epochs_run(trials) >= self.budget_epochs:
             return "epoch budget spent"
         return None

@@ -1,0 +1,207 @@
+"""Running a study with packed trials (``train.pack: K`` / ``--pack K``): the Optuna side of packing.
+
+Trials are asked from the study (``study.ask``) until K are in training, trained together by a
+``PackTrainer``, reported epoch by epoch, pruned or finished one by one (``study.tell``), and
+replaced by new asks at once. Optuna's heartbeats only run inside ``optimize()``, so this loop keeps
+its trials alive itself: a thread records a heartbeat for every trial it holds, and each trial
+carries its worker's identity, so a killed pack's trials are recovered like any others. Ctrl-C or
+SIGTERM fails every held trial and queues it again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.study.config import StudyConfig
+from hpstudy.study.data import Splits
+from hpstudy.study.errors import UserError
+from hpstudy.study.objective import Attempt, begin_attempt, start_attrs
+from hpstudy.study.packing import Member, PackTrainer, packable_problem
+from hpstudy.study.reporting import CompletedTrials, EpochReporter
+from hpstudy.study.training import EpochResult
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+@dataclass
+class _Held:
+    """A trial this run is training in the pack."""
+
+    trial: optuna.Trial
+    trial_id: int
+    member: Member
+    attempt: Attempt
+    reporter: EpochReporter
+
+
+class _Heartbeats(threading.Thread):
+    """Records a heartbeat for every held trial every ``interval`` seconds (what ``optimize()``
+    does for its one trial), so other workers never take a live packed trial for a dead one."""
+
+    def __init__(self, backend: Any, held: dict[int, _Held], interval: float) -> None:
+        super().__init__(name="hpstudy-pack-heartbeats", daemon=True)
+        self.backend, self.held, self.interval = backend, held, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            for trial_id in [entry.trial_id for entry in list(self.held.values())]:
+                try:
+                    self.backend.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a finished trial, or a passing database error
+                    continue
+
+
+class PackedRun:
+    """Trains the study's trials K at a time until the stop rule, the timeout or an interrupt."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        cfg: StudyConfig,
+        splits: Splits,
+        *,
+        device: torch.device,
+        backend: Any,
+        worker: dict[str, Any],
+        reason_to_stop: Callable[[optuna.Study], str | None],
+        callbacks: list[TrialCallback],
+    ) -> None:
+        self.study, self.cfg, self.device, self.backend, self.worker = study, cfg, device, backend, worker
+        self.reason_to_stop = reason_to_stop
+        self.callbacks = callbacks
+        train = cfg.train
+        self.trainer = PackTrainer(
+            splits.to(device),
+            device=device,
+            eval_batch_size=train.eval_batch_size,
+            early_stopping=(train.early_stopping.patience, train.early_stopping.min_delta)
+            if train.early_stopping.patience is not None else None,
+            plateau=(train.scheduler.factor, train.scheduler.patience) if train.scheduler.name == "plateau" else None,
+        )
+        self.completed = CompletedTrials(study)
+        self.held: dict[int, _Held] = {}
+        self.calls = 0
+        self.stop_reason: str | None = None
+        self._maximize = cfg.study.direction == "maximize"
+
+    def run(self) -> str:
+        """Train until there is nothing left to start and nothing left in the pack; the reason."""
+        deadline = time.monotonic() + self.cfg.study.timeout if self.cfg.study.timeout is not None else None
+        heartbeats = _Heartbeats(self.backend, self.held, self.cfg.study.heartbeat_interval)
+        heartbeats.start()
+        try:
+            while True:
+                if deadline is not None and time.monotonic() > deadline and self.stop_reason is None:
+                    self.stop_reason = "timeout"
+                self._fill()
+                if not self.trainer.members:
+                    break
+                for member, result in self.trainer.round():
+                    self._after_epoch(self._entry(member), result)
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        finally:
+            heartbeats.stopped.set()
+        return self.stop_reason or "target reached"
+
+    # ------------------------------------------------------------ trials in and out
+
+    def _fill(self) -> None:
+        while self.stop_reason is None and len(self.held) < self.cfg.train.pack:
+            reason = self.reason_to_stop(self.study)
+            if reason is not None:
+                self.stop_reason = reason
+                return
+            self._start_one()
+
+    def _start_one(self) -> None:
+        began = time.perf_counter()
+        with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": it is kept here
+            warnings.simplefilter("ignore", UserWarning)
+            trial = self.study.ask()
+        self.calls += 1
+        trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
+        hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
+        problem = packable_problem(hp, model_kind=self.cfg.model.kind)
+        if problem is not None:
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise UserError(f"--pack: {problem}; run without --pack")
+        attempt = begin_attempt(self.cfg, self.backend.get_trial(trial_id), hp, started=began)
+        self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
+        self.completed.refresh()
+        reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
+        member = self.trainer.add(trial.number, hp, seed=attempt.seed)
+        self.held[trial.number] = _Held(trial, trial_id, member, attempt, reporter)
+        attempt.timing["sample"] = time.perf_counter() - began
+
+    def _entry(self, member: Member) -> _Held:
+        return self.held[member.key]  # type: ignore[index]
+
+    def _after_epoch(self, entry: _Held, result: EpochResult) -> None:
+        attempt, member = entry.attempt, entry.member
+        attempt.timing["train"] += result.train_seconds
+        attempt.timing["validate"] += result.val_seconds
+        score = result.val_accuracy if self.cfg.study.metric == "val_accuracy" else result.val_loss
+        attempt.observe(result, score, maximize=self._maximize)
+        with attempt.timed("report_prune"):
+            entry.reporter.report(score, result.epoch)
+            prune = result.finite and entry.reporter.should_prune()
+        if not result.finite:
+            attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
+            self._finish(entry, TrialState.PRUNED)
+        elif prune:
+            attempt.end_reason = f"pruned at epoch {result.epoch}"
+            self._finish(entry, TrialState.PRUNED)
+        elif result.epoch >= member.hp.epochs or member.stopped_early:
+            if member.stopped_early:
+                attempt.end_reason = f"early stopped at epoch {result.epoch}"
+            self._finish(entry, TrialState.COMPLETE)
+
+    def _finish(self, entry: _Held, state: TrialState) -> None:
+        with entry.attempt.timed("record"):
+            entry.reporter.flush()
+            self.trainer.remove(entry.member)
+            del self.held[entry.trial.number]
+        self.backend.set_trial_user_attrs(entry.trial_id, entry.attempt.record())
+        if state == TrialState.COMPLETE:
+            frozen = self._tell(entry, values=entry.attempt.best_score)
+        else:
+            frozen = self._tell(entry, state=state)
+        for callback in self.callbacks:
+            callback(self.study, frozen)
+
+    def _tell(self, entry: _Held, **outcome: Any) -> FrozenTrial:
+        """``study.tell``; a grid sampler's request to stop the study (which Optuna only allows
+        inside ``optimize``) ends this run instead, once the trial is stored."""
+        try:
+            return self.study.tell(entry.trial, **outcome)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+            self.stop_reason = "grid exhausted"
+            return self.backend.get_trial(entry.trial_id)
+
+    def _abandon(self, exc: BaseException) -> None:
+        """End every held trial as failed after an interrupt or an error, and queue it again."""
+        for entry in list(self.held.values()):
+            entry.attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {entry.member.epoch}"
+            try:
+                entry.reporter.flush()
+                self.backend.set_trial_user_attrs(entry.trial_id, entry.attempt.record())
+                frozen = self.study.tell(entry.trial, state=TrialState.FAIL)
+                RetryStaleTrial()(self.study, frozen)
+            except Exception:  # noqa: BLE001 - keep ending the others; recovery handles the rest
+                continue
+        self.held.clear()

@@ -1,0 +1,420 @@
+"""Packed trials: several MLP trials trained together, one batched matrix product per layer.
+
+A small model leaves the hardware idle: most of a training step is Python and kernel-launch
+overhead, not arithmetic. A pack trains up to K trials at once. Their weights are stacked into one
+tensor per layer (``(K, out, in)``, each member zero-padded to the widest member), so a training step
+is one ``baddbmm`` per layer for all of them, and the optimizer update is a few element-wise
+operations on one flat buffer.
+
+Each member stays the trial it would be alone: the same initial weights (built by ``build_model``
+from its seed), its own batch order (its own generator), its own dropout masks (drawn from a copy of
+the random state it would have alone), its own lr, weight decay, momentum and optimizer (SGD, Adam,
+AdamW and RMSprop written out as the element-wise formulas PyTorch uses), its own epochs, early
+stopping and plateau schedule. Members with different batch sizes share a step: each takes its own
+batch, padded to the largest one with rows that weigh nothing, and keeps its own epoch clock (a
+batch-32 member runs eight epochs' worth of steps while a batch-256 member runs one). Different
+depths cannot share a stack, so a pack is made of one stack per depth (and activation); every
+stack steps once per round.
+
+Members report and are pruned on their own; a finished or pruned member leaves at once and a new
+trial, asked from the study, takes its place. Nothing here imports Optuna: ``runner`` drives the
+asking, reporting and telling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.study.data import Splits
+from hpstudy.study.models import build_model
+from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, evaluate
+
+OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+RMSPROP_ALPHA = 0.99
+RMSPROP_EPS = 1e-8
+ACTIVATION_FUNCTIONS = {
+    "relu": F.relu,
+    "leaky_relu": lambda h: F.leaky_relu(h, 0.01),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "gelu": F.gelu,
+}
+
+
+def packable_problem(hp: Hyperparams, *, model_kind: str) -> str | None:
+    """Why a trial with ``hp`` cannot join a pack, or None when it can."""
+    if model_kind != "mlp":
+        return "packing trains MLPs; this study's model is a CNN"
+    if hp.batch_norm:
+        return "packing does not support batch norm"
+    return None
+
+
+@dataclass
+class Member:
+    """One trial in a pack: its hyperparameters and everything that makes its training its own."""
+
+    key: object  # the caller's handle (the Optuna trial)
+    hp: Hyperparams
+    seed: int
+    batch_order: torch.Generator
+    dropout_rng: torch.Generator
+    early_stopping: EarlyStopping | None
+    schedule: Scheduler | None
+    epoch: int = 0
+    order: torch.Tensor | None = None
+    position: int = 0
+    steps: int = 0  # optimizer steps taken (Adam's bias correction counts them)
+    seconds: float = 0.0  # this member's share of the pack's training time in the current epoch
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    seen: int = 0
+    lr: float = 0.0
+    stopped_early: bool = False
+    momentum_started: bool = False  # SGD's momentum buffer holds a first gradient
+    weights: list[torch.Tensor] = field(default_factory=list)  # real-size (out, in) per layer
+    biases: list[torch.Tensor] = field(default_factory=list)
+    state: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # optimizer state, real size
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each layer's weight and bias sit in a stack's flat parameter buffer."""
+
+    widths: tuple[int, ...]  # input width, then each layer's (padded) output width
+    offsets: tuple[tuple[int, int, int], ...]  # (weight offset, bias offset, end) per layer
+
+    @classmethod
+    def for_widths(cls, widths: Sequence[int]) -> _Layout:
+        offsets, cursor = [], 0
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            weight, bias = cursor, cursor + fan_out * fan_in
+            cursor = bias + fan_out
+            offsets.append((weight, bias, cursor))
+        return cls(tuple(widths), tuple(offsets))
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1][2]
+
+
+class Stack:
+    """The members of one depth and activation, stacked: one flat ``(K, P)`` parameter buffer with
+    a view per layer, the optimizer state in buffers of the same shape, per-member settings as
+    ``(K, 1)`` tensors. Members are ordered by optimizer, so each optimizer's update works in
+    place on one contiguous slice."""
+
+    def __init__(self, members: list[Member], *, in_features: int, n_classes: int, device: torch.device) -> None:
+        self.members = sorted(members, key=lambda m: OPTIMIZER_CODES[m.hp.optimizer])
+        self.device = device
+        self.activation = ACTIVATION_FUNCTIONS[self.members[0].hp.activation]
+        hidden = [max(m.hp.hidden_units[i] for m in self.members) for i in range(self.members[0].hp.n_layers)]
+        self.layout = _Layout.for_widths([in_features, *hidden, n_classes])
+        k, size = len(self.members), self.layout.size
+        self.params = torch.zeros(k, size, device=device)
+        self.real = torch.zeros(k, size, device=device)  # 1 where a member's real parameters are
+        self.buffers = {name: torch.zeros(k, size, device=device) for name in ("exp_avg", "exp_avg_sq", "momentum", "square_avg")}
+        self.has_momentum = torch.zeros(k, 1, dtype=torch.bool, device=device)
+        for slot, member in enumerate(self.members):
+            self._load(slot, member)
+        self.params.requires_grad_(True)
+        column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1)  # noqa: E731
+        self.weight_decay = column([m.hp.weight_decay for m in self.members])
+        self.momentum = column([m.hp.momentum if m.hp.optimizer in ("sgd", "rmsprop") else 0.0 for m in self.members])
+        self.steps = column([float(m.steps) for m in self.members])
+        self.groups = []  # (optimizer, first slot, end slot)
+        for slot, member in enumerate(self.members):
+            if self.groups and self.groups[-1][0] == member.hp.optimizer:
+                self.groups[-1] = (member.hp.optimizer, self.groups[-1][1], slot + 1)
+            else:
+                self.groups.append((member.hp.optimizer, slot, slot + 1))
+        self.batch = max(m.hp.batch_size for m in self.members)
+        self.index = torch.zeros(k, self.batch, dtype=torch.long, device=device)
+        self.row_weight = torch.zeros(k, self.batch, device=device)
+        self._rows = [0] * k
+        self.masks = [torch.ones(k, self.batch, width, device=device) for width in hidden] if any(
+            m.hp.dropout > 0 for m in self.members) else None
+    # -------------------------------------------------------------- layout
+
+    def _views(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight (K, out, in), bias (K, 1, out)) views of a flat (K, P) buffer, per layer."""
+        views = []
+        for (fan_in, fan_out), (weight, bias, end) in zip(zip(self.layout.widths[:-1], self.layout.widths[1:]), self.layout.offsets):
+            views.append((flat[:, weight:bias].view(-1, fan_out, fan_in), flat[:, bias:end].view(-1, 1, fan_out)))
+        return views
+
+    def _member_slices(self, slot: int, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        member = self.members[slot]
+        widths = [self.layout.widths[0], *member.hp.hidden_units, self.layout.widths[-1]]
+        out = []
+        for layer, (weight, bias) in enumerate(self._views(flat[slot : slot + 1])):
+            fan_in, fan_out = widths[layer], widths[layer + 1]
+            out.append((weight[0, :fan_out, :fan_in], bias[0, 0, :fan_out]))
+        return out
+
+    def _load(self, slot: int, member: Member) -> None:
+        for (weight, bias), real_w, real_b in zip(self._member_slices(slot, self.params), member.weights, member.biases):
+            weight.copy_(real_w)
+            bias.copy_(real_b)
+        for (weight, bias) in self._member_slices(slot, self.real):
+            weight.fill_(1.0)
+            bias.fill_(1.0)
+        for name, tensors in member.state.items():
+            for (weight, bias), (state_w, state_b) in zip(self._member_slices(slot, self.buffers[name]), zip(tensors[::2], tensors[1::2])):
+                weight.copy_(state_w)
+                bias.copy_(state_b)
+        self.has_momentum[slot] = member.momentum_started
+
+    def unload(self) -> None:
+        """Copy every member's parameters and optimizer state out, at their real sizes."""
+        with torch.no_grad():
+            for slot, member in enumerate(self.members):
+                pairs = self._member_slices(slot, self.params)
+                member.weights = [w.detach().clone() for w, _ in pairs]
+                member.biases = [b.detach().clone() for _, b in pairs]
+                member.state = {
+                    name: [t.clone() for pair in self._member_slices(slot, buffer) for t in pair]
+                    for name, buffer in self.buffers.items()
+                }
+                member.momentum_started = bool(self.has_momentum[slot])
+
+    def member_model(self, slot: int) -> nn.Module:
+        """Member ``slot`` as a plain ``build_model`` module with its current weights (for
+        validation, checkpoints and keeping the best model)."""
+        member = self.members[slot]
+        model = build_model(member.hp, kind="mlp", input_shape=(self.layout.widths[0],), n_classes=self.layout.widths[-1])
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for linear, (weight, bias) in zip(linears, self._member_slices(slot, self.params)):
+                linear.weight.copy_(weight)
+                linear.bias.copy_(bias)
+        return model.to(self.device)
+
+    # -------------------------------------------------------------- one step
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training step of every member on its next batch (each member has at least two
+        rows left in its epoch: the caller ends an epoch before that)."""
+        started = time.perf_counter()
+        rows = []
+        for slot, member in enumerate(self.members):
+            take = member.order[member.position : member.position + member.hp.batch_size]
+            count = len(take)
+            self.index[slot, :count] = take
+            if count != self._rows[slot]:  # a new member, or the short last batch of an epoch
+                self.row_weight[slot].zero_()
+                self.row_weight[slot, :count] = 1.0 / count
+                self._rows[slot] = count
+            rows.append(count)
+        k = len(self.members)
+        inputs = x.index_select(0, self.index.flatten()).view(k, self.batch, -1)
+        targets = y.index_select(0, self.index.flatten()).view(k, self.batch)
+        hidden = inputs
+        views = self._views(self.params)
+        for layer, (weight, bias) in enumerate(views[:-1]):
+            hidden = self.activation(torch.baddbmm(bias, hidden, weight.transpose(1, 2)))
+            if self.masks is not None:
+                hidden = hidden * self._draw_masks(layer, rows)
+        weight, bias = views[-1]
+        logits = torch.baddbmm(bias, hidden, weight.transpose(1, 2))
+        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.flatten(), reduction="none")
+        losses = losses.view(k, self.batch)
+        (losses * self.row_weight).sum().backward()
+        with torch.no_grad():
+            real = self.row_weight > 0
+            loss_sums = (losses * real).sum(dim=1)
+            hits = ((logits.argmax(dim=2) == targets) & real).sum(dim=1)
+            self.steps += 1
+            self._update()
+        elapsed = time.perf_counter() - started
+        for member, count, loss_sum, correct in zip(self.members, rows, loss_sums.tolist(), hits.tolist()):
+            member.position += count
+            member.seen += count
+            member.loss_sum += loss_sum
+            member.correct += correct
+            member.steps += 1
+            member.seconds += elapsed / k
+
+    def _draw_masks(self, layer: int, rows: list[int]) -> torch.Tensor:
+        """Each member's dropout mask for ``layer``, drawn from its own random state exactly as
+        alone (``rand >= p``, scaled by ``1/(1-p)``), written into the stack's mask buffer."""
+        assert self.masks is not None
+        masks = self.masks[layer]
+        for slot, (member, count) in enumerate(zip(self.members, rows)):
+            p = member.hp.dropout
+            if p > 0.0:
+                width = member.hp.hidden_units[layer]
+                keep = torch.rand((count, width), generator=member.dropout_rng, device=self.device) >= p
+                torch.mul(keep, 1.0 / (1.0 - p), out=masks[slot, :count, :width])
+        return masks
+
+    def _update(self) -> None:
+        """Each member's optimizer step, as PyTorch computes it, in place on the flat buffers."""
+        params, grads = self.params.data, self.params.grad
+        lr = torch.tensor([[m.lr] for m in self.members], device=self.device)
+        for name, first, end in self.groups:
+            p, g = params[first:end], grads[first:end]
+            rate, decay = lr[first:end], self.weight_decay[first:end]
+            momentum = self.momentum[first:end]
+            if name != "adamw":
+                g = g.addcmul(p, decay)  # L2 weight decay enters the gradient (AdamW decays the weights)
+            if name == "sgd":
+                buf = self.buffers["momentum"][first:end]
+                buf.copy_(torch.where(self.has_momentum[first:end], buf * momentum + g, g))
+                self.has_momentum[first:end] = True
+                p.sub_(buf * rate)
+            elif name in ("adam", "adamw"):
+                if name == "adamw":
+                    p.mul_(1 - rate * decay)
+                beta1, beta2 = ADAM_BETAS
+                exp_avg, exp_avg_sq = self.buffers["exp_avg"][first:end], self.buffers["exp_avg_sq"][first:end]
+                exp_avg.lerp_(g, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                t = self.steps[first:end]
+                denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**t)).add_(ADAM_EPS)
+                p.addcdiv_(exp_avg * (rate / (1 - beta1**t)), denom, value=-1.0)
+            else:
+                square_avg, buf = self.buffers["square_avg"][first:end], self.buffers["momentum"][first:end]
+                square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+                buf.mul_(momentum).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
+                p.sub_(buf * rate)
+        params.mul_(self.real)
+        self.params.grad = None
+
+
+class PackTrainer:
+    """Trains the members of a pack round by round and says when each member's epoch ends.
+
+    Plain PyTorch: the caller asks for trials, adds them (``add``), calls ``round`` until members
+    report epoch results, decides (report, prune, finish) and removes members (``remove``).
+    """
+
+    def __init__(
+        self,
+        splits: Splits,
+        *,
+        device: torch.device,
+        eval_batch_size: int,
+        early_stopping: tuple[int, float] | None = None,
+        plateau: tuple[float, int] | None = None,
+    ) -> None:
+        self.splits = splits
+        self.device = device
+        self.x_train = splits.x_train.reshape(len(splits.x_train), -1)
+        self.eval_batch_size = eval_batch_size
+        self.early_stopping = early_stopping
+        self.plateau = plateau
+        self.members: list[Member] = []
+        self._stacks: dict[tuple[int, str], Stack] = {}
+        self._dirty = True
+
+    def add(self, key: object, hp: Hyperparams, *, seed: int) -> Member:
+        """A new member, initialized exactly as ``Objective`` would initialize it alone."""
+        torch.manual_seed(seed)
+        model = build_model(hp, kind="mlp", input_shape=self.splits.input_shape, n_classes=self.splits.n_classes)
+        dropout_rng = torch.Generator()
+        dropout_rng.set_state(torch.get_rng_state())  # alone, dropout draws from here on
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        schedule = None
+        if self.plateau is not None:
+            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.lr)
+            schedule = Scheduler(holder, factor=self.plateau[0], patience=self.plateau[1])
+        member = Member(
+            key=key,
+            hp=hp,
+            seed=seed,
+            batch_order=torch.Generator(device=self.device).manual_seed(seed),
+            dropout_rng=dropout_rng,
+            early_stopping=EarlyStopping(*self.early_stopping) if self.early_stopping else None,
+            schedule=schedule,
+            lr=hp.lr,
+            weights=[l.weight.detach().to(self.device) for l in linears],
+            biases=[l.bias.detach().to(self.device) for l in linears],
+        )
+        self._start_epoch(member)
+        self.members.append(member)
+        self._dirty = True
+        return member
+
+    def remove(self, member: Member) -> None:
+        """Take ``member`` out of the pack (finished, pruned or interrupted)."""
+        self.members.remove(member)
+        self._dirty = True
+
+    def model_of(self, member: Member) -> nn.Module:
+        """``member`` as a plain module with its current weights."""
+        for stack in self._stacks.values():
+            if member in stack.members:
+                return stack.member_model(stack.members.index(member))
+        model = build_model(member.hp, kind="mlp", input_shape=self.splits.input_shape, n_classes=self.splits.n_classes)
+        with torch.no_grad():
+            for linear, weight, bias in zip((m for m in model if isinstance(m, nn.Linear)), member.weights, member.biases):
+                linear.weight.copy_(weight)
+                linear.bias.copy_(bias)
+        return model.to(self.device)
+
+    def round(self) -> list[tuple[Member, EpochResult]]:
+        """One step of every stack; the members whose epoch ended, with that epoch's result."""
+        if self._dirty:
+            self._restack()
+        for stack in self._stacks.values():
+            stack.step(self.x_train, self.splits.y_train)
+        ended = []
+        for member in self.members:
+            if len(self.splits.x_train) - member.position < 2:
+                ended.append((member, self._end_epoch(member)))
+        return ended
+
+    def _start_epoch(self, member: Member) -> None:
+        member.epoch += 1
+        member.order = torch.randperm(len(self.splits.x_train), device=self.device, generator=member.batch_order)
+        member.position = 0
+        member.loss_sum = member.correct = 0.0
+        member.seen = 0
+        member.seconds = 0.0
+
+    def _end_epoch(self, member: Member) -> EpochResult:
+        """Validate ``member`` as ``fit`` does, step its schedule, and start its next epoch."""
+        started = time.perf_counter()
+        val_loss, val_accuracy = evaluate(self.model_of(member), self.splits.x_val, self.splits.y_val,
+                                          batch_size=self.eval_batch_size)
+        result = EpochResult(
+            epoch=member.epoch,
+            train_loss=member.loss_sum / member.seen,
+            train_accuracy=member.correct / member.seen,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            lr=member.lr,
+            train_seconds=member.seconds,
+            val_seconds=time.perf_counter() - started,
+        )
+        if result.finite:
+            if member.schedule is not None:
+                member.schedule.step(val_loss)
+                member.lr = member.schedule.optimizer.param_groups[0]["lr"]
+            if member.early_stopping is not None and member.early_stopping.should_stop(val_loss):
+                member.stopped_early = True
+        self._start_epoch(member)
+        return result
+
+    def _restack(self) -> None:
+        for stack in self._stacks.values():
+            stack.unload()
+        groups: dict[tuple[int, str], list[Member]] = {}
+        for member in self.members:
+            groups.setdefault((member.hp.n_layers, member.hp.activation), []).append(member)
+        self._stacks = {
+            key: Stack(members, in_features=self.x_train.shape[1], n_classes=self.splits.n_classes, device=self.device)
+            for key, members in groups.items()
+        }
+        self._dirty = False

@@ -1,0 +1,182 @@
+"""Packed trials: each member trains exactly as it would alone, and a packed study behaves as a study."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.storage.engine import Heartbeat, open_storage
+from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.storage.urls import parse_storage_url
+from hpstudy.study import trial_attrs
+from hpstudy.study.config import load_config
+from hpstudy.study.data import load_splits
+from hpstudy.study.errors import UserError
+from hpstudy.study.models import build_model
+from hpstudy.study.pack_runner import _Held, _Heartbeats
+from hpstudy.study.packing import PackTrainer
+from hpstudy.study.runner import run_study
+from hpstudy.study.training import TrainingParts, build_optimizer, fit
+
+MEMBERS = [
+    {"lr": 3e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 64, "dropout": 0.2,
+     "optimizer": "adam", "initializer": "xavier_uniform"},
+    {"lr": 1e-2, "batch_size": 32, "epochs": 2, "n_layers": 2, "hidden_units": 100, "optimizer": "sgd",
+     "momentum": 0.9, "weight_decay": 1e-4},
+    {"lr": 1e-3, "batch_size": 128, "epochs": 3, "n_layers": 2, "hidden_units": 48, "dropout": 0.3,
+     "optimizer": "adamw", "weight_decay": 1e-2, "initializer": "orthogonal"},
+    {"lr": 1e-3, "batch_size": 256, "epochs": 4, "n_layers": 1, "hidden_units": 200, "dropout": 0.1,
+     "optimizer": "rmsprop", "momentum": 0.5, "activation": "tanh"},
+    {"lr": 2e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 32, "dropout": 0.5,
+     "optimizer": "rmsprop", "initializer": "kaiming_normal"},
+    {"lr": 5e-2, "batch_size": 50, "epochs": 2, "n_layers": 3, "hidden_units": 40, "optimizer": "sgd",
+     "momentum": 0.0, "activation": "sigmoid", "initializer": "normal", "init_std": 0.1},
+]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_splits(load_config().data, seed=0)
+
+
+def alone(splits, hp, seed):
+    torch.manual_seed(seed)
+    model = build_model(hp, kind="mlp", input_shape=splits.input_shape, n_classes=splits.n_classes)
+    optimizer = build_optimizer(model, hp)
+    parts = TrainingParts(torch.Generator().manual_seed(seed))
+    return list(fit(model, optimizer, (splits.x_train, splits.y_train, splits.x_val, splits.y_val),
+                    epochs=hp.epochs, batch_size=hp.batch_size, parts=parts))
+
+
+def test_every_member_matches_the_same_trial_trained_alone(digits):
+    """Mixed widths, depths, batch sizes, optimizers, activations, dropouts and initializers in one
+    pack; members leave when their epochs are done."""
+    hps = [Hyperparams.from_flat(values) for values in MEMBERS]
+    trainer = PackTrainer(digits, device=torch.device("cpu"), eval_batch_size=4096)
+    for index, hp in enumerate(hps):
+        trainer.add(index, hp, seed=100 + index)
+    packed: dict[int, list] = {index: [] for index in range(len(hps))}
+    while trainer.members:
+        for member, result in trainer.round():
+            packed[member.key].append(result)
+            if result.epoch == member.hp.epochs:
+                trainer.remove(member)
+    for index, hp in enumerate(hps):
+        solo = alone(digits, hp, 100 + index)
+        assert [r.epoch for r in packed[index]] == [r.epoch for r in solo]
+        for mine, theirs in zip(packed[index], solo):
+            assert mine.train_loss == pytest.approx(theirs.train_loss, rel=1e-4), (index, hp.optimizer)
+            assert mine.val_loss == pytest.approx(theirs.val_loss, rel=1e-4), (index, hp.optimizer)
+            assert mine.val_accuracy == pytest.approx(theirs.val_accuracy, abs=1e-6)
+
+
+def test_member_joining_mid_way_matches_alone(digits):
+    first, late = (Hyperparams.from_flat(MEMBERS[i]) for i in (0, 2))
+    trainer = PackTrainer(digits, device=torch.device("cpu"), eval_batch_size=4096)
+    trainer.add("first", first, seed=1)
+    results = []
+    joined = False
+    while trainer.members:
+        for member, result in trainer.round():
+            if member.key == "late":
+                results.append(result)
+            if not joined:  # the late member joins when the first ends its first epoch
+                trainer.add("late", late, seed=2)
+                joined = True
+            if result.epoch == member.hp.epochs:
+                trainer.remove(member)
+    assert [r.val_loss for r in results] == pytest.approx([r.val_loss for r in alone(digits, late, 2)], rel=1e-4)
+
+
+def test_packed_study_matches_the_unpacked_one_trial_by_trial(quick_config, tmp_path):
+    space = {"lr": [3e-3, 1e-2], "batch_size": [32, 128], "hidden_units": [16, 48], "epochs": 3, "n_layers": 1,
+             "dropout": 0.2, "optimizer": "adam"}
+    common = dict(study__n_trials=8, search_space=space, study__sampler={"name": "grid"}, study__pruner={"name": "none"})
+    solo = quick_config(**common, storage=f"sqlite:///{tmp_path / 'solo.db'}")
+    packed = quick_config(**common, storage=f"sqlite:///{tmp_path / 'packed.db'}", train__pack=4)
+    run_study(solo)
+    result = run_study(packed)
+    assert result.finished == 8 and result.trials_this_run == 8
+    by_params = lambda cfg: {tuple(sorted(t.params.items())): t for t in optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()}  # noqa: E731
+    solo_trials, packed_trials = by_params(solo), by_params(packed)
+    assert solo_trials.keys() == packed_trials.keys()
+    for params, trial in packed_trials.items():
+        twin = solo_trials[params]
+        assert trial.state == TrialState.COMPLETE
+        if trial.user_attrs[trial_attrs.TRIAL_SEED] == twin.user_attrs[trial_attrs.TRIAL_SEED]:
+            assert trial.value == pytest.approx(twin.value, rel=1e-4)
+            assert trial.intermediate_values == pytest.approx(twin.intermediate_values, rel=1e-4)
+        assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 3
+        assert trial.user_attrs[trial_attrs.WORKER]["pid"] > 0
+
+
+def test_packed_study_prunes_and_stops_exactly_at_the_target(quick_config):
+    cfg = quick_config(study__n_trials=10, train__pack=4, study__sampler={"name": "random"},
+                       study__pruner={"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 1}},
+                       search_space={"lr": {"low": 1e-5, "high": 1e-1, "log": True}, "epochs": 5, "n_layers": 1,
+                                     "hidden_units": {"low": 16, "high": 64}, "batch_size": [32, 64, 128]})
+    result = run_study(cfg)
+    trials = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == 10 and result.finished == 10
+    assert TrialState.PRUNED in states and TrialState.RUNNING not in states
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            assert trial.user_attrs[trial_attrs.END_REASON].startswith("pruned at epoch")
+            assert len(trial.intermediate_values) == trial.user_attrs[trial_attrs.EPOCHS_RUN] < 5
+
+
+def test_interrupt_fails_and_requeues_every_held_trial(quick_config):
+    cfg = quick_config(study__n_trials=6, train__pack=3, study__pruner={"name": "none"},
+                       search_space={"lr": 1e-2, "epochs": {"low": 2, "high": 4}, "n_layers": 1, "hidden_units": 16})
+
+    class StopAfterFirst:
+        def started(self, *args, **kwargs):
+            pass
+
+        def trial_finished(self, study, trial):
+            raise KeyboardInterrupt
+
+    result = run_study(cfg, observer=StopAfterFirst())
+    assert result.stop_reason == "interrupted"
+    trials = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 1 and TrialState.RUNNING not in states
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(failed) == 2 and len(waiting) == 2
+    assert sorted(trial_attrs.lineage(t) for t in waiting) == sorted(t.number for t in failed)
+    assert run_study(cfg).finished == 6
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_held_trials_keep_their_heartbeat(tmp_path):
+    storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 'h.db'}"), mode="create",
+                           heartbeat=Heartbeat(1, 2, RetryStaleTrial()))
+    study = optuna.create_study(storage=storage, study_name="h")
+    trial = study.ask()
+    held = {trial.number: _Held(trial, trial._trial_id, None, None, None)}  # type: ignore[arg-type]
+    beats = _Heartbeats(storage, held, interval=0.3)
+    beats.start()
+    time.sleep(3.0)
+    assert storage._get_stale_trial_ids(study._study_id) == [], "a held trial is never stale"
+    beats.stopped.set()
+    beats.join()
+    time.sleep(3.0)
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"model.kind": "cnn"}, "packing trains MLPs"),
+    ({"search_space.batch_norm": [True, False]}, "batch norm"),
+    ({"train.amp": "bf16"}, "full precision"),
+])
+def test_packing_refuses_what_it_cannot_train(values, message):
+    with pytest.raises(UserError, match=message):
+        load_config(values={"train.pack": 4, **values})
