@@ -40,6 +40,16 @@ class StudyFigures:
     best: float | None
 
 
+def parse_pruner(spec: str) -> dict[str, Any]:
+    """``median`` or ``median:n_startup_trials=3,n_warmup_steps=2`` as a ``study.pruner`` section."""
+    name, _, options = spec.partition(":")
+    parsed: dict[str, Any] = {}
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        parsed[key] = float(value) if "." in value else int(value)
+    return {"name": name, "options": parsed}
+
+
 def run_one(job: dict[str, Any]) -> StudyFigures:
     """Run one study to its target (trials, or an epoch budget) in this process."""
     import optuna
@@ -59,7 +69,7 @@ def run_one(job: dict[str, Any]) -> StudyFigures:
         "train.device": "cpu",
     }
     if job["pruner"] != "default":
-        values["study.pruner"] = {"name": job["pruner"]}
+        values["study.pruner"] = parse_pruner(job["pruner"])
     if job.get("max_epochs"):
         values["search_space.epochs"] = {"low": 2, "high": job["max_epochs"]}
     cfg = load_config(preset="default", values=values)
@@ -81,17 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=2, help="studies run at once")
-    parser.add_argument("--pruners", default=",".join(PRUNERS), help="comma-separated; 'default' is the preset's")
+    parser.add_argument("--pruners", default=" ".join(PRUNERS),
+                        help="space-separated; 'default' is the preset's; options as median:n_warmup_steps=2,n_startup_trials=3")
     args = parser.parse_args(argv)
     seeds, trials, max_epochs = (1, 8, 10) if args.quick else (args.seeds, args.trials, None)
-    pruners = [p for p in args.pruners.split(",") if p != "none"]
+    pruners = [p for p in args.pruners.split() if p != "none"]
     if args.quick:
         pruners = ["default"]
     print(machine_line())
     print(f"default space on digits; {seeds} seed(s); {trials} trials; pruners: none, {', '.join(pruners)}")
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(max_workers=args.jobs) as pool:
         def job(seed: int, pruner: str, *, n_trials: int, budget: int | None = None) -> dict[str, Any]:
-            return {"storage": f"sqlite:///{Path(tmp) / f'{pruner}-{seed}.db'}", "name": f"{pruner}-{seed}",
+            tag = "".join(ch if ch.isalnum() else "_" for ch in pruner)
+            return {"storage": f"sqlite:///{Path(tmp) / f'{tag}-{seed}.db'}", "name": f"{tag}-{seed}",
                     "seed": seed, "pruner": pruner, "label": pruner, "n_trials": n_trials,
                     "budget_epochs": budget, "max_epochs": max_epochs}
 

@@ -107,6 +107,11 @@ class _Layout:
     def size(self) -> int:
         return self.offsets[-1][2]
 
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """(weight size, bias size) per layer, in buffer order."""
+        return [(bias - weight, end - bias) for weight, bias, end in self.offsets]
+
 
 class Stack:
     """The members of one depth and activation, stacked: one flat ``(K, P)`` parameter buffer with
@@ -118,6 +123,9 @@ class Stack:
         self.members = sorted(members, key=lambda m: OPTIMIZER_CODES[m.hp.optimizer])
         self.device = device
         self.activation = ACTIVATION_FUNCTIONS[self.members[0].hp.activation]
+        # With act(0) = 0 a padded unit outputs 0, so every padded weight gets a zero gradient and
+        # stays zero under each optimizer's update; only sigmoid needs the padding re-zeroed.
+        self.zero_keeps_padding = self.members[0].hp.activation != "sigmoid"
         hidden = [max(m.hp.hidden_units[i] for m in self.members) for i in range(self.members[0].hp.n_layers)]
         self.layout = _Layout.for_widths([in_features, *hidden, n_classes])
         k, size = len(self.members), self.layout.size
@@ -148,9 +156,13 @@ class Stack:
 
     def _views(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight (K, out, in), bias (K, 1, out)) views of a flat (K, P) buffer, per layer."""
+        # One split, not a slice per piece: its backward writes all gradients in a single buffer
+        # instead of a zero-filled full-size buffer per slice.
+        pieces = torch.split(flat, [size for layer in self.layout.sizes for size in layer], dim=1)
         views = []
-        for (fan_in, fan_out), (weight, bias, end) in zip(zip(self.layout.widths[:-1], self.layout.widths[1:]), self.layout.offsets):
-            views.append((flat[:, weight:bias].view(-1, fan_out, fan_in), flat[:, bias:end].view(-1, 1, fan_out)))
+        for layer, (fan_in, fan_out) in enumerate(zip(self.layout.widths[:-1], self.layout.widths[1:])):
+            weight, bias = pieces[2 * layer], pieces[2 * layer + 1]
+            views.append((weight.view(-1, fan_out, fan_in), bias.view(-1, 1, fan_out)))
         return views
 
     def _member_slices(self, slot: int, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -288,7 +300,8 @@ class Stack:
                 square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
                 buf.mul_(momentum).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
                 p.sub_(buf * rate)
-        params.mul_(self.real)
+        if self.zero_keeps_padding is False:
+            params.mul_(self.real)  # sigmoid(0) = 0.5 feeds padded inputs: put the padding back to zero
         self.params.grad = None
 
 

@@ -35,3 +35,9 @@ def test_overhead_prints_the_split():
     assert re.search(r"own share per epoch .*: \d+\.\d+%", out)
     for phase in ("train", "validate", "report_prune", "checkpoint", "sample"):
         assert re.search(rf"^{phase}\s+\d", out, re.MULTILINE)
+
+
+def test_packing_prints_rates_and_ratios():
+    out = bench("bench.packing")
+    assert re.search(r"one at a time\s+\d+ trials/h", out)
+    assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", out)
