@@ -82,6 +82,7 @@ class Member:
     lr: float = 0.0
     stopped_early: bool = False
     momentum_started: bool = False  # SGD's momentum buffer holds a first gradient
+    module: nn.Module | None = None  # the member as a plain module, for validation (weights copied in)
     weights: list[torch.Tensor] = field(default_factory=list)  # real-size (out, in) per layer
     biases: list[torch.Tensor] = field(default_factory=list)
     state: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # optimizer state, real size
@@ -201,16 +202,16 @@ class Stack:
                 member.momentum_started = bool(self.has_momentum[slot])
 
     def member_model(self, slot: int) -> nn.Module:
-        """Member ``slot`` as a plain ``build_model`` module with its current weights (for
-        validation, checkpoints and keeping the best model)."""
+        """Member ``slot`` as its plain ``build_model`` module, with its current weights copied in
+        (for validation and for keeping the best model)."""
         member = self.members[slot]
-        model = build_model(member.hp, kind="mlp", input_shape=(self.layout.widths[0],), n_classes=self.layout.widths[-1])
-        linears = [m for m in model if isinstance(m, nn.Linear)]
+        assert member.module is not None
+        linears = [m for m in member.module if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for linear, (weight, bias) in zip(linears, self._member_slices(slot, self.params)):
                 linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
-        return model.to(self.device)
+        return member.module
 
     # -------------------------------------------------------------- one step
 
@@ -351,8 +352,9 @@ class PackTrainer:
             early_stopping=EarlyStopping(*self.early_stopping) if self.early_stopping else None,
             schedule=schedule,
             lr=hp.lr,
-            weights=[l.weight.detach().to(self.device) for l in linears],
-            biases=[l.bias.detach().to(self.device) for l in linears],
+            weights=[l.weight.detach().to(self.device, copy=True) for l in linears],
+            biases=[l.bias.detach().to(self.device, copy=True) for l in linears],
+            module=model.to(self.device),
         )
         self._start_epoch(member)
         self.members.append(member)
@@ -369,12 +371,12 @@ class PackTrainer:
         for stack in self._stacks.values():
             if member in stack.members:
                 return stack.member_model(stack.members.index(member))
-        model = build_model(member.hp, kind="mlp", input_shape=self.splits.input_shape, n_classes=self.splits.n_classes)
+        assert member.module is not None
         with torch.no_grad():
-            for linear, weight, bias in zip((m for m in model if isinstance(m, nn.Linear)), member.weights, member.biases):
+            for linear, weight, bias in zip((m for m in member.module if isinstance(m, nn.Linear)), member.weights, member.biases):
                 linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
-        return model.to(self.device)
+        return member.module
 
     def round(self) -> list[tuple[Member, EpochResult]]:
         """One step of every stack; the members whose epoch ended, with that epoch's result."""
