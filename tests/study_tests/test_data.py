@@ -81,3 +81,14 @@ def test_failed_download_offline_is_one_line(tmp_path):
     assert "download failed" in str(info.value)
     assert str(tmp_path / "FashionMNIST" / "raw") in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_digits_are_scikit_learns_bundled_digits():
+    from sklearn.datasets import load_digits
+
+    from hpstudy.study.data import load_images
+
+    images, labels = load_images(load_config().data)
+    bunch = load_digits()
+    assert torch.equal(images[:, 0], torch.from_numpy(bunch.images / 16.0).float())
+    assert torch.equal(labels, torch.from_numpy(bunch.target).long())
