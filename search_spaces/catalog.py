@@ -21,8 +21,9 @@ INITIALIZERS = (
 )
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu")
+LR_SCALINGS = ("none", "linear")
 
-Kind = Literal["float", "int", "bool", "choice"]
+Kind = Literal["float", "int", "bool", "choice", "variant"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class ParamInfo:
         """Describe why ``value`` is not allowed for this parameter, or return None when it is."""
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false (got {value!r})"
+        if self.kind == "variant":
+            return None if isinstance(value, str) and value else f"must be a variant name (got {value!r})"
         if self.kind == "choice":
             if value in self.choices:
                 return None
@@ -106,8 +109,19 @@ PARAMETERS: dict[str, ParamInfo] = {
     "kernel_size": _positive_int(3, "conv kernel size"),
     "stride": _positive_int(1, "conv stride"),
     "n_conv": _positive_int(2, "conv blocks"),
+    "lr_scaling": ParamInfo(
+        "choice", "none", "'linear': the lr used is lr x batch_size / lr_reference_batch", choices=LR_SCALINGS
+    ),
+    "lr_reference_batch": _positive_int(64, "the batch size at which a linearly scaled lr is lr itself"),
+    "patience": ParamInfo("int", None, "early stopping patience in epochs (default: train.early_stopping)", minimum=1),
+    "min_delta": ParamInfo("float", None, "early stopping: the least improvement that counts", minimum=0.0),
+    "plateau": ParamInfo("bool", None, "ReduceLROnPlateau on validation loss (default: train.scheduler)"),
+    "variant": ParamInfo("variant", None, "a named bundle of params from the config's variants section"),
     "seed": ParamInfo("int", 0, "repeat index: trials differing only in seed are repeats", minimum=0),
 }
+
+#: Parameters a variant may not set: they say which repeat or which variant a trial is.
+NOT_IN_VARIANTS = frozenset({"seed", "variant"})
 
 #: Parameters that only shape a CNN; an MLP ignores them.
 CNN_ONLY = frozenset({"channels", "kernel_size", "stride", "n_conv"})

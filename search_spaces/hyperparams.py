@@ -30,7 +30,21 @@ class Hyperparams:
     kernel_size: int
     stride: int
     n_conv: int
+    lr_scaling: str
+    lr_reference_batch: int
+    patience: int | None
+    min_delta: float | None
+    plateau: bool | None
+    variant: str | None
     seed: int
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the optimizer uses: ``lr``, or ``lr x batch_size / lr_reference_batch``
+        when ``lr_scaling`` is linear (the linear scaling rule)."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / self.lr_reference_batch
+        return self.lr
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> Hyperparams:

@@ -198,7 +198,7 @@ def parse_spec(name: str, raw: Any, info: ParamInfo) -> ParamSpec:
     if "choices" in raw:
         _refuse_unknown_keys(where, raw, {"choices"})
         return _parse_choices(where, raw["choices"], info)
-    if info.kind in ("bool", "choice"):
+    if info.kind in ("bool", "choice", "variant"):
         raise UserError(
             f"{where}: a {info.kind} parameter is searched with a list of choices, "
             f"e.g. {name}: [{', '.join(map(str, info.choices[:2] or (True, False)))}]"

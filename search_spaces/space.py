@@ -65,11 +65,18 @@ class SearchSpace:
         """The spec of ``name``: the configured one, or the catalog default as a fixed value."""
         return self.specs.get(name, Fixed(PARAMETERS[name].default))
 
-    def sample(self, trial: BaseTrial, *, per_layer_units: bool = False) -> Hyperparams:
+    def sample(
+        self,
+        trial: BaseTrial,
+        *,
+        per_layer_units: bool = False,
+        variants: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Hyperparams:
         """Ask ``trial`` for every searched parameter and resolve the rest to fixed or default values.
 
         With ``per_layer_units`` each hidden layer ``i`` gets its own width ``hidden_units_l{i}``,
-        drawn from the ``hidden_units`` spec.
+        drawn from the ``hidden_units`` spec. A ``variant`` value brings in its bundle of params
+        from ``variants``.
         """
         values: dict[str, Any] = {}
         for name in PARAMETERS:
@@ -80,6 +87,8 @@ class SearchSpace:
                     values[layer] = spec.suggest(trial, layer)
                 continue
             values[name] = self.spec(name).suggest(trial, name)
+        if values.get("variant") is not None:
+            values.update((variants or {})[values["variant"]])
         return Hyperparams.from_flat(values)
 
     def distributions(self) -> dict[str, BaseDistribution]:

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="worker processes sharing the storage (default 1)")
     run.add_argument("--devices", help="comma-separated devices given to workers round-robin, e.g. cuda:0,cuda:1")
     run.add_argument("--seed", type=int, help="study seed: sampler, data split and trial seeds")
+    run.add_argument("--quick", action="store_true", help="a small version of the preset (a smoke run)")
+    run.add_argument("--repeats", type=int, help="run every grid point this many times (seeds 0 .. R-1)")
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set search_space.lr.high=0.5 (repeatable)",
@@ -150,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--all", action="store_true", help="every study in the storage")
     _storage_flag(report)
     report.add_argument("-o", "--output", type=Path, help="output file (default: hpstudy-report-NAME.html)")
+
+    compare = _command(commands, "compare", _cmd_compare,
+                       "run the same space with several samplers and seeds, then one comparison report")
+    compare.add_argument("--preset", default="search-strategies", help="the space to compare on (default search-strategies)")
+    compare.add_argument("--samplers", default="grid,random,tpe", help="comma-separated samplers (default grid,random,tpe)")
+    compare.add_argument("--repeats", type=int, default=3, help="studies per sampler, seeds 0 .. R-1 (default 3)")
+    compare.add_argument("--n-trials", type=int, help="trials per study (default: the preset's)")
+    compare.add_argument("--quick", action="store_true", help="a small version of the preset (a smoke run)")
+    _storage_flag(compare)
+    compare.add_argument("-o", "--output", type=Path, help="report file (default: hpstudy-report-compare-PRESET.html)")
+    compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
 
     _command(commands, "spaces", _cmd_spaces, "the presets and their search spaces")
     return parser
@@ -214,7 +227,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             if value is not None
         },
     }
-    cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values)
+    cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values, quick=args.quick,
+                      repeats=args.repeats)
     if args.workers != 1 or args.devices:
         from hpstudy.study.workers import WorkerPlan, run_workers
 
@@ -389,6 +403,28 @@ def _write_report(studies: Sequence[Any], output: Path | None, *, storage: str) 
     if not path.parent.is_dir():
         raise UserError(f"report path '{path}': directory '{path.parent}' does not exist; create it first")
     return write_report(studies, path, storage=storage)
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.storage.studies import load_existing_study
+    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.study.compare import plan_comparison, run_comparison
+
+    samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
+    plans = plan_comparison(args.preset, samplers=samplers, repeats=args.repeats, storage=args.storage,
+                            n_trials=args.n_trials, quick=args.quick, overrides=args.set)
+    results = run_comparison(plans, on_study=lambda r: console.print(
+        f"{r.study_name}: {r.finished} finished, best {_value(r.best_trial)} ({r.wall_seconds:.1f} s)"))
+    location = parse_storage_url(args.storage)
+    studies = [load_existing_study(location, result.study_name) for result in results]
+    output = args.output or Path(f"hpstudy-report-compare-{args.preset}.html")
+    path = _write_report(studies, output, storage=location.display())
+    console.print(f"Report: {path}")
+    return EXIT_OK
+
+
+def _value(trial: Any) -> str:
+    return "-" if trial is None else f"{trial.value:.4g}"
 
 
 def _cmd_spaces(args: argparse.Namespace, console: Console) -> int:

@@ -8,12 +8,14 @@ a UserError with a one-line message that names the key and the fix.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from optuna.trial import BaseTrial
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from hpstudy.search_spaces.catalog import NOT_IN_VARIANTS, PARAMETERS
+from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.search_spaces.presets import DEFAULT_PRESET, get_preset
 from hpstudy.search_spaces.space import SearchSpace
 from hpstudy.study.errors import UserError, did_you_mean
@@ -189,6 +193,12 @@ class StudyConfig(_Section):
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
     search_space: SearchSpaceField = SearchSpace()
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _variants_fit_the_space(self) -> StudyConfig:
+        _check_variants(self)
+        return self
 
     @model_validator(mode="after")
     def _parts_fit_together(self) -> StudyConfig:
@@ -220,12 +230,45 @@ class StudyConfig(_Section):
             node.pop(path[-1], None)
         return out
 
+    def sample(self, trial: BaseTrial) -> Hyperparams:
+        """One trial's hyperparameters: the space sampled through ``trial``, variants applied."""
+        return self.search_space.sample(trial, per_layer_units=self.model.per_layer_units, variants=self.variants)
+
+    def grid_size(self) -> int:
+        """How many points the grid of the searched params has (for the grid sampler)."""
+        return math.prod(len(values) for values in self.search_space.grid(per_layer_units=self.model.per_layer_units).values())
+
     def with_overrides(self, overrides: Mapping[str, Any]) -> StudyConfig:
         """A new config with dotted keys (``study.n_trials``) replaced, validated again."""
         raw = self.to_dict()
         for key, value in overrides.items():
             _set_dotted(raw, key, value)
         return StudyConfig.from_dict(raw)
+
+
+def _check_variants(cfg: StudyConfig) -> None:
+    """Each variant names known params with valid values that the space does not search, and every
+    variant the space can pick exists."""
+    for name, bundle in cfg.variants.items():
+        if not isinstance(bundle, dict) or not bundle:
+            raise UserError(f"variants.{name}: must be a mapping of params to values, e.g. {{optimizer: sgd, lr: 0.1}}")
+        for key, value in bundle.items():
+            if key not in PARAMETERS or key in NOT_IN_VARIANTS:
+                allowed = [p for p in PARAMETERS if p not in NOT_IN_VARIANTS]
+                raise UserError(f"variants.{name}: '{key}' cannot be set by a variant{did_you_mean(str(key), allowed)}")
+            problem = PARAMETERS[key].problem_with(value)
+            if problem:
+                raise UserError(f"variants.{name}.{key}: {problem}")
+            if key in cfg.search_space.searched:
+                raise UserError(f"variants.{name}.{key}: {key} is also searched; a variant may set only unsearched params")
+    spec = cfg.search_space.specs.get("variant")
+    if spec is not None:
+        for value in spec.grid_values() or []:
+            if value not in cfg.variants:
+                raise UserError(
+                    f"search_space.variant: no variant named '{value}'{did_you_mean(str(value), cfg.variants)}; "
+                    "define it under variants:"
+                )
 
 
 def _check_packable(cfg: StudyConfig) -> None:
@@ -306,11 +349,16 @@ def load_config(
     preset: str | None = None,
     overrides: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
+    quick: bool = False,
+    repeats: int | None = None,
 ) -> StudyConfig:
     """Build the study config: preset (default when no file), then the file, then overrides.
 
     ``overrides`` are ``key.path=value`` strings (the CLI's ``--set``); ``values`` are dotted keys
-    with typed values (the CLI's own flags, such as ``study.n_trials``), applied last.
+    with typed values (the CLI's own flags, such as ``study.n_trials``), applied last. ``quick``
+    shrinks a preset to its smoke-run size; ``repeats`` runs every grid point that many times
+    (a ``seed`` param 0 .. repeats-1). A grid study without an explicit ``n_trials`` runs its whole
+    grid.
     """
     raw: dict[str, Any] = {}
     file_raw = read_config_file(path) if path is not None else None
@@ -320,16 +368,39 @@ def load_config(
     if preset_name is not None:
         if not isinstance(preset_name, str):
             raise UserError(f"preset must be a name (got {preset_name!r}); `hpstudy spaces` lists them")
-        raw = copy.deepcopy(dict(get_preset(preset_name).config))
+        chosen = get_preset(preset_name)
+        raw = copy.deepcopy(dict(chosen.config))
+        if quick:
+            _apply(raw, copy.deepcopy(dict(chosen.quick)))
+    elif quick:
+        raise UserError("--quick shrinks a preset; use it with --preset NAME (or a file with preset: NAME)")
     if file_raw is not None:
         _merge(raw, file_raw)
     pairs = [*map(parse_override, overrides), *(values or {}).items()]
+    if repeats is not None:
+        if repeats < 1:
+            raise UserError(f"--repeats must be at least 1 (got {repeats})")
+        pairs.append(("search_space.seed", list(range(repeats))))
     for key, value in pairs:
         _set_dotted(raw, key, value)
         options_key = key.replace(".name", ".options")
         if key in _NAMED_PARTS and not any(k.startswith(options_key) for k, _ in pairs):
             _set_dotted(raw, options_key, {})  # options belong to the part they were written for
-    return StudyConfig.from_dict(raw)
+    cfg = StudyConfig.from_dict(raw)
+    if repeats is not None and cfg.study.sampler.name != "grid":
+        raise UserError("--repeats repeats grid points; use it with the grid sampler (the classic-experiment presets)")
+    if cfg.study.sampler.name == "grid" and "n_trials" not in raw.get("study", {}):
+        cfg = cfg.with_overrides({"study.n_trials": cfg.grid_size()})
+    return cfg
+
+
+def _apply(raw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Merge ``overrides`` into ``raw``: dotted keys set one value, sections merge."""
+    for key, value in overrides.items():
+        if "." in key:
+            _set_dotted(raw, key, value)
+        else:
+            _merge(raw, {key: value})
 
 
 _NAMED_PARTS = ("study.sampler.name", "study.pruner.name")

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_copy
-from hpstudy.study.config import StudyConfig
+from hpstudy.study.config import StudyConfig, TrainSection
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
@@ -149,6 +149,17 @@ def begin_attempt(cfg: StudyConfig, frozen: FrozenTrial, hp: Hyperparams, *, sta
     return Attempt(hp=hp, lineage=lineage, seed=seed, started=started)
 
 
+def schedule_of(train: TrainSection, hp: Hyperparams) -> tuple[tuple[int, float] | None, tuple[float, int] | None]:
+    """Early stopping (patience, min delta) and ReduceLROnPlateau (factor, patience) for one trial:
+    its own ``patience``/``min_delta``/``plateau`` params when the space sets them, else the
+    ``train`` section's. None where off."""
+    patience = hp.patience if hp.patience is not None else train.early_stopping.patience
+    min_delta = hp.min_delta if hp.min_delta is not None else train.early_stopping.min_delta
+    plateau = hp.plateau if hp.plateau is not None else train.scheduler.name == "plateau"
+    stopping = (patience, min_delta) if patience is not None else None
+    return stopping, ((train.scheduler.factor, train.scheduler.patience) if plateau else None)
+
+
 def start_attrs(attempt: Attempt, *, device: torch.device, worker: dict[str, Any] | None) -> dict[str, Any]:
     """The user attrs written when an attempt starts: seed, device and (if known) worker."""
     attrs: dict[str, Any] = {trial_attrs.TRIAL_SEED: attempt.seed, trial_attrs.DEVICE: str(device)}
@@ -227,7 +238,7 @@ class Objective:
         self.current_trial = trial.number
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
         frozen = self.backend.get_trial(trial_id)
-        hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
+        hp = self.cfg.sample(trial)
         attempt = begin_attempt(self.cfg, frozen, hp, started=began)
         self._set_attrs(trial, trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
         self.completed.refresh()
@@ -301,16 +312,9 @@ class Objective:
         optimizer = build_optimizer(model, hp)
         if train_cfg.compile:
             model = torch.compile(model)
-        scheduler = (
-            Scheduler(optimizer, factor=train_cfg.scheduler.factor, patience=train_cfg.scheduler.patience)
-            if train_cfg.scheduler.name == "plateau"
-            else None
-        )
-        early_stopping = (
-            EarlyStopping(train_cfg.early_stopping.patience, train_cfg.early_stopping.min_delta)
-            if train_cfg.early_stopping.patience is not None
-            else None
-        )
+        stopping, plateau = schedule_of(train_cfg, hp)
+        scheduler = Scheduler(optimizer, factor=plateau[0], patience=plateau[1]) if plateau else None
+        early_stopping = EarlyStopping(*stopping) if stopping else None
         generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
         parts = TrainingParts(generator, scheduler, early_stopping, Precision.make(train_cfg.amp, self.device))
         return model, optimizer, parts

@@ -25,7 +25,7 @@ from hpstudy.storage.recovery import RetryStaleTrial
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.errors import UserError
-from hpstudy.study.objective import Attempt, begin_attempt, start_attrs
+from hpstudy.study.objective import Attempt, begin_attempt, schedule_of, start_attrs
 from hpstudy.study.packing import Member, PackTrainer, packable_problem
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
 from hpstudy.study.training import EpochResult
@@ -80,15 +80,7 @@ class PackedRun:
         self.study, self.cfg, self.device, self.backend, self.worker = study, cfg, device, backend, worker
         self.reason_to_stop = reason_to_stop
         self.callbacks = callbacks
-        train = cfg.train
-        self.trainer = PackTrainer(
-            splits.to(device),
-            device=device,
-            eval_batch_size=train.eval_batch_size,
-            early_stopping=(train.early_stopping.patience, train.early_stopping.min_delta)
-            if train.early_stopping.patience is not None else None,
-            plateau=(train.scheduler.factor, train.scheduler.patience) if train.scheduler.name == "plateau" else None,
-        )
+        self.trainer = PackTrainer(splits.to(device), device=device, eval_batch_size=cfg.train.eval_batch_size)
         self.completed = CompletedTrials(study)
         self.held: dict[int, _Held] = {}
         self.calls = 0
@@ -133,7 +125,7 @@ class PackedRun:
             trial = self.study.ask()
         self.calls += 1
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
-        hp = self.cfg.search_space.sample(trial, per_layer_units=self.cfg.model.per_layer_units)
+        hp = self.cfg.sample(trial)
         problem = packable_problem(hp, model_kind=self.cfg.model.kind)
         if problem is not None:
             self.study.tell(trial, state=TrialState.FAIL)
@@ -142,7 +134,8 @@ class PackedRun:
         self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
-        member = self.trainer.add(trial.number, hp, seed=attempt.seed)
+        stopping, plateau = schedule_of(self.cfg.train, hp)
+        member = self.trainer.add(trial.number, hp, seed=attempt.seed, early_stopping=stopping, plateau=plateau)
         self.held[trial.number] = _Held(trial, trial_id, member, attempt, reporter)
         attempt.timing["sample"] = time.perf_counter() - began
 

@@ -313,45 +313,44 @@ class PackTrainer:
     report epoch results, decides (report, prune, finish) and removes members (``remove``).
     """
 
-    def __init__(
-        self,
-        splits: Splits,
-        *,
-        device: torch.device,
-        eval_batch_size: int,
-        early_stopping: tuple[int, float] | None = None,
-        plateau: tuple[float, int] | None = None,
-    ) -> None:
+    def __init__(self, splits: Splits, *, device: torch.device, eval_batch_size: int) -> None:
         self.splits = splits
         self.device = device
         self.x_train = splits.x_train.reshape(len(splits.x_train), -1)
         self.eval_batch_size = eval_batch_size
-        self.early_stopping = early_stopping
-        self.plateau = plateau
         self.members: list[Member] = []
         self._stacks: dict[tuple[int, str], Stack] = {}
         self._dirty = True
 
-    def add(self, key: object, hp: Hyperparams, *, seed: int) -> Member:
-        """A new member, initialized exactly as ``Objective`` would initialize it alone."""
+    def add(
+        self,
+        key: object,
+        hp: Hyperparams,
+        *,
+        seed: int,
+        early_stopping: tuple[int, float] | None = None,
+        plateau: tuple[float, int] | None = None,
+    ) -> Member:
+        """A new member, initialized exactly as ``Objective`` would initialize it alone, with its
+        early stopping (patience, min delta) and plateau schedule (factor, patience) if any."""
         torch.manual_seed(seed)
         model = build_model(hp, kind="mlp", input_shape=self.splits.input_shape, n_classes=self.splits.n_classes)
         dropout_rng = torch.Generator()
         dropout_rng.set_state(torch.get_rng_state())  # alone, dropout draws from here on
         linears = [m for m in model if isinstance(m, nn.Linear)]
         schedule = None
-        if self.plateau is not None:
-            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.lr)
-            schedule = Scheduler(holder, factor=self.plateau[0], patience=self.plateau[1])
+        if plateau is not None:
+            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.effective_lr)
+            schedule = Scheduler(holder, factor=plateau[0], patience=plateau[1])
         member = Member(
             key=key,
             hp=hp,
             seed=seed,
             batch_order=torch.Generator(device=self.device).manual_seed(seed),
             dropout_rng=dropout_rng,
-            early_stopping=EarlyStopping(*self.early_stopping) if self.early_stopping else None,
+            early_stopping=EarlyStopping(*early_stopping) if early_stopping else None,
             schedule=schedule,
-            lr=hp.lr,
+            lr=hp.effective_lr,
             weights=[l.weight.detach().to(self.device, copy=True) for l in linears],
             biases=[l.bias.detach().to(self.device, copy=True) for l in linears],
             module=model.to(self.device),

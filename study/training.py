@@ -160,13 +160,13 @@ def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
     """
     params = list(model.parameters())
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, fused=True)
+        return torch.optim.SGD(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay, fused=True)
     if hp.optimizer == "adam":
-        return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
     if hp.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=True)
+        return torch.optim.AdamW(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
     if hp.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, foreach=True)
+        return torch.optim.RMSprop(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {hp.optimizer!r}")
 
 

@@ -27,16 +27,23 @@ EVERY_PARAM = {
     "kernel_size": [3, 5],
     "stride": [1, 2],
     "n_conv": {"low": 1, "high": 2},
+    "lr_scaling": ["none", "linear"],
+    "lr_reference_batch": [32, 64],
+    "patience": {"low": 1, "high": 5},
+    "min_delta": {"low": 0.0, "high": 0.1},
+    "plateau": [True, False],
+    "variant": ["fast", "slow"],
     "seed": {"low": 0, "high": 3},
 }
+VARIANTS = {"fast": {"weight_decay": 0.0}, "slow": {"weight_decay": 0.0}}
 
 
 def test_every_canonical_name_is_a_trial_param_when_searched():
-    space = SearchSpace.from_dict(EVERY_PARAM)
+    space = SearchSpace.from_dict({k: v for k, v in EVERY_PARAM.items() if k != "weight_decay"})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    hp = space.sample(trial)
-    assert set(trial.params) == set(PARAMETERS)
+    hp = space.sample(trial, variants=VARIANTS)
+    assert set(trial.params) == set(PARAMETERS) - {"weight_decay"}  # set by the variants here
     assert hp.lr == trial.params["lr"] and hp.optimizer == trial.params["optimizer"]
     assert len(hp.hidden_units) == trial.params["n_layers"]
 
@@ -92,3 +99,21 @@ def test_grid_refuses_a_continuous_range():
 
 def test_cnn_only_params_are_catalogued():
     assert CNN_ONLY <= set(PARAMETERS)
+
+
+def test_a_variant_brings_in_its_bundle():
+    space = SearchSpace.from_dict({"variant": ["plain", "momentum"], "epochs": 2})
+    variants = {"plain": {"optimizer": "sgd", "momentum": 0.0, "lr": 0.1}, "momentum": {"optimizer": "sgd", "momentum": 0.9}}
+    for name in ("plain", "momentum"):
+        trial = optuna.trial.FixedTrial({"variant": name})
+        hp = space.sample(trial, variants=variants)
+        assert hp.variant == name and hp.optimizer == "sgd" and hp.momentum == variants[name]["momentum"]
+    assert space.sample(optuna.trial.FixedTrial({"variant": "plain"}), variants=variants).lr == 0.1
+
+
+def test_linear_lr_scaling():
+    from hpstudy.search_spaces.hyperparams import Hyperparams
+
+    assert Hyperparams.from_flat({"lr": 0.01, "batch_size": 256}).effective_lr == 0.01
+    scaled = Hyperparams.from_flat({"lr": 0.01, "batch_size": 256, "lr_scaling": "linear", "lr_reference_batch": 64})
+    assert scaled.effective_lr == pytest.approx(0.04)

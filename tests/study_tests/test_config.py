@@ -162,3 +162,16 @@ def test_parse_override_types():
     assert parse_override("a=[1, 2]") == ("a", [1, 2])
     assert parse_override("a=true") == ("a", True)
     assert parse_override("a=text") == ("a", "text")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"variants": {"a": {"optimizer": "lion"}}, "search_space.variant": ["a"]}, "variants.a.optimizer: unknown value 'lion'"),
+    ({"variants": {"a": {"seed": 1}}, "search_space.variant": ["a"]}, "'seed' cannot be set by a variant"),
+    ({"variants": {"a": {"lrr": 1}}, "search_space.variant": ["a"]}, "did you mean 'lr'"),
+    ({"variants": {"a": {"weight_decay": 0.1}}, "search_space.variant": ["b"]}, "no variant named 'b'"),
+    ({"variants": {"a": {"lr": 0.1}}, "search_space.variant": ["a"], "search_space.lr": [0.1, 0.2]}, "lr is also searched"),
+    ({"variants": {"a": {}}, "search_space.variant": ["a"]}, "must be a mapping of params"),
+])
+def test_bad_variants(values, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        load_config(values=values)

@@ -1,0 +1,35 @@
+"""`hpstudy compare`: several samplers and seeds on one space, then one comparison report."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpstudy.storage.stored_config import stored_config
+from hpstudy.study.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_compare_runs_each_sampler_and_seed_then_reports(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--quick", "--repeats", "2", "--samplers", "random,tpe"]) == 0
+    out = capsys.readouterr().out
+    names = sorted(optuna.get_all_study_names(f"sqlite:///{tmp_path / 'hpstudy.db'}"))
+    assert names == [f"search-strategies-{s}-s{seed}" for s in ("random", "tpe") for seed in (0, 1)]
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
+        cfg = stored_config(study)
+        assert len(study.trials) == cfg.study.n_trials == 6
+        assert cfg.study.sampler.name in name and f"-s{cfg.study.seed}" in name
+    report = tmp_path / "hpstudy-report-compare-search-strategies.html"
+    assert report.exists() and f"Report: {report.name}" in out
+    for name in names:
+        assert name in report.read_text()
+
+
+def test_compare_refuses_an_unknown_sampler(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--samplers", "grid,bayes"]) == 2
+    assert "unknown sampler 'bayes'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
