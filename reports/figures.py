@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna.visualization as optuna_plots
+import plotly.colors as plotly_colors
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
@@ -32,6 +33,7 @@ STATE_COLORS = {
     "WAITING": "#bab0ac",
 }
 BEST_COLOR = "#111111"
+BAND_ALPHA = 0.16
 TITLE_NAME_CHARS = 48
 SAVINGS_COLORS = {"run": "#4c78a8", "pruning": "#f58518", "early": "#54a24b", "other": "#bab0ac"}
 
@@ -61,7 +63,7 @@ def history_figure(studies: Sequence[StudyData]) -> go.Figure:
         [data.optuna_study for data in studies], target_name=plotly_text(objective)
     )
     _escape_labels(fig)
-    fig.update_yaxes(title_text=plotly_text(objective), **_scale(_values(studies)))
+    fig.update_yaxes(title_text=plotly_text(objective), **axis_scale(_values(studies)))
     fig.update_xaxes(title_text="trial number")
     return styled(fig, f"Optimization history: {plotly_text(objective)} per trial and best so far")
 
@@ -71,7 +73,7 @@ def edf_figure(studies: Sequence[StudyData]) -> go.Figure:
     objective = studies[0].objective
     fig = optuna_plots.plot_edf([data.optuna_study for data in studies], target_name=plotly_text(objective))
     _escape_labels(fig)
-    fig.update_xaxes(title_text=plotly_text(objective), **_scale(_values(studies)))
+    fig.update_xaxes(title_text=plotly_text(objective), **axis_scale(_values(studies)))
     fig.update_yaxes(title_text="share of completed trials at or below")
     return styled(fig, f"Empirical distribution (EDF) of {plotly_text(objective)}")
 
@@ -157,10 +159,10 @@ def learning_curves_figure(curves: LearningCurves) -> go.Figure:
         fig.add_trace(_joined_lines([curves.best], name=f"best: trial {curves.best.number}", line={"color": BEST_COLOR, "width": 3}))
     shown = curves.lines + ((curves.best,) if curves.best else ())
     values = [v for c in shown for v in c.val_loss]
-    fig.update_xaxes(title_text="epoch", **_integer_ticks(max(len(c.val_loss) for c in shown)))
-    fig.update_yaxes(title_text="validation loss", **_scale(values))
+    fig.update_xaxes(title_text="epoch", **integer_ticks(max(len(c.val_loss) for c in shown)))
+    fig.update_yaxes(title_text="validation loss", **axis_scale(values))
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
-    return styled(fig, f"Validation loss per epoch: {_title_name(curves.study)}")
+    return styled(fig, f"Validation loss per epoch: {title_name(curves.study)}")
 
 
 def best_trial_figure(best: BestTrialCurves) -> go.Figure:
@@ -180,14 +182,14 @@ def best_trial_figure(best: BestTrialCurves) -> go.Figure:
                 ),
                 row=1, col=col,
             )
-        fig.update_xaxes(title_text="epoch", row=1, col=col, **_integer_ticks(len(best.epochs)))
+        fig.update_xaxes(title_text="epoch", row=1, col=col, **integer_ticks(len(best.epochs)))
         fig.update_yaxes(title_text=label, row=1, col=col)
     if best.best_epoch is not None:
         for col in (1, 2):
             fig.add_vline(x=best.best_epoch, line={"color": "#888", "dash": "dot"}, row=1, col=col)
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
     epoch = f", best epoch {best.best_epoch}" if best.best_epoch is not None else ""
-    return styled(fig, f"Best trial {best.number} of {_title_name(best.study)}: train vs validation{epoch}")
+    return styled(fig, f"Best trial {best.number} of {title_name(best.study)}: train vs validation{epoch}")
 
 
 def importance_figure(importances: Importances) -> go.Figure:
@@ -206,7 +208,7 @@ def importance_figure(importances: Importances) -> go.Figure:
     )
     fig.update_xaxes(title_text="importance (sums to 1)", range=[0, max(importances.values.values(), default=1) * 1.05])
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return styled(fig, f"Parameter importances: {_title_name(importances.study)}", height=max(260, 120 + 32 * len(names)))
+    return styled(fig, f"Parameter importances: {title_name(importances.study)}", height=max(260, 120 + 32 * len(names)))
 
 
 def parallel_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
@@ -216,7 +218,7 @@ def parallel_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
     )
     _escape_labels(fig)
     fig.update_layout(margin={"l": 70, "r": 70})
-    return styled(fig, f"Parallel coordinates: {_title_name(data.name)}", height=460)
+    return styled(fig, f"Parallel coordinates: {title_name(data.name)}", height=460)
 
 
 def slice_figure(data: StudyData, choice: PlotChoice, *, columns: int = 4) -> go.Figure:
@@ -224,14 +226,14 @@ def slice_figure(data: StudyData, choice: PlotChoice, *, columns: int = 4) -> go
     fig = optuna_plots.plot_slice(data.optuna_study, params=list(choice.params), target_name=plotly_text(data.objective))
     _escape_labels(fig)
     rows = _grid(fig, len(choice.params), columns, y_title=plotly_text(data.objective))
-    fig.update_yaxes(**_scale(_values([data])))
+    fig.update_yaxes(**axis_scale(_values([data])))
     for index, name in enumerate(choice.params):
         dist = data.distributions[name]
         if getattr(dist, "log", False):
             decades = math.log10(dist.high / dist.low)  # type: ignore[attr-defined]
             axis = fig.layout[f"xaxis{index + 1 if index else ''}"]
             axis.dtick, axis.tickformat = (1 if decades >= 2 else "D2"), "~g"
-    return styled(fig, f"Slice plots: {plotly_text(data.objective)} against each parameter, {_title_name(data.name)}", height=90 + 270 * rows)
+    return styled(fig, f"Slice plots: {plotly_text(data.objective)} against each parameter, {title_name(data.name)}", height=90 + 270 * rows)
 
 
 def contour_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
@@ -241,7 +243,7 @@ def contour_figure(data: StudyData, choice: PlotChoice) -> go.Figure:
     )
     _escape_labels(fig)
     first, second = (plotly_text(name) for name in choice.params)
-    return styled(fig, f"Contour of {first} and {second}: {_title_name(data.name)}", height=460)
+    return styled(fig, f"Contour of {first} and {second}: {title_name(data.name)}", height=460)
 
 
 def categorical_figure(values: CategoricalValues) -> go.Figure:
@@ -287,9 +289,9 @@ def categorical_figure(values: CategoricalValues) -> go.Figure:
                 row=row, col=1,
             )
         fig.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed", automargin=True, row=row, col=1)
-    fig.update_xaxes(**_scale(found_values))
+    fig.update_xaxes(**axis_scale(found_values))
     fig.update_xaxes(title_text=plotly_text(values.objective), row=len(params), col=1)
-    return styled(fig, f"{plotly_text(values.objective).capitalize()} per choice: {_title_name(values.study)}", height=height)
+    return styled(fig, f"{plotly_text(values.objective).capitalize()} per choice: {title_name(values.study)}", height=height)
 
 
 def timeline_figure(line: Timeline) -> go.Figure:
@@ -318,21 +320,47 @@ def timeline_figure(line: Timeline) -> go.Figure:
                 )
             )
     fig.update_xaxes(type="date", title_text="time")
-    fig.update_yaxes(title_text="trial number", autorange="reversed", **_integer_ticks(len(line.numbers)))
+    fig.update_yaxes(title_text="trial number", autorange="reversed", **integer_ticks(len(line.numbers)))
     fig.update_layout(bargap=0.15, legend={"orientation": "h", "y": -0.2})
-    return styled(fig, f"Timeline of trials: {_title_name(line.study)}")
+    return styled(fig, f"Timeline of trials: {title_name(line.study)}")
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _title_name(name: str) -> str:
+def band_traces(
+    x: Sequence[float], low: Sequence[float], high: Sequence[float], *, color: str, group: str, shape: str = "linear"
+) -> list[go.Scatter]:
+    """A band from ``low`` to ``high`` in ``color``: an invisible upper edge, then a lower edge filled
+    up to it (``shape`` "hv" for step functions). Hidden from legend and hover."""
+    common = {"x": list(x), "mode": "lines", "line": {"width": 0, "shape": shape}, "legendgroup": group,
+              "showlegend": False, "hoverinfo": "skip"}
+    return [
+        go.Scatter(y=rounded(high), **common),
+        go.Scatter(y=rounded(low), fill="tonexty", fillcolor=with_alpha(color, BAND_ALPHA), **common),
+    ]
+
+
+def with_alpha(color: str, alpha: float) -> str:
+    """A plotly colour (``#rrggbb`` or ``rgb(r, g, b)``) as ``rgba`` with opacity ``alpha``."""
+    red, green, blue = (
+        plotly_colors.hex_to_rgb(color) if color.startswith("#") else plotly_colors.unlabel_rgb(color)
+    )
+    return f"rgba({int(red)},{int(green)},{int(blue)},{alpha})"
+
+
+def rounded(values: Sequence[float]) -> list[float | None]:
+    """Values to 6 decimals for a figure's JSON; None (a gap) where not finite."""
+    return [round(v, 6) if math.isfinite(v) else None for v in values]
+
+
+def title_name(name: str) -> str:
     """A study name for a figure title: escaped, and cut to ``TITLE_NAME_CHARS`` (the page shows
     the whole name above the figure)."""
     return plotly_text(name if len(name) <= TITLE_NAME_CHARS else name[: TITLE_NAME_CHARS - 1] + "…")
 
 
-def _integer_ticks(count: int) -> dict[str, Any]:
+def integer_ticks(count: int) -> dict[str, Any]:
     """A tick at every integer on an axis of at most 12 integers (no 1.5 epochs), else plotly's own."""
     return {"dtick": 1} if count <= 12 else {}
 
@@ -361,7 +389,7 @@ def _values(studies: Sequence[StudyData]) -> list[float]:
     return [float(v) for data in studies for v in data.complete["value"]]
 
 
-def _scale(values: Sequence[float]) -> dict[str, Any]:
+def axis_scale(values: Sequence[float]) -> dict[str, Any]:
     """A log axis (ticks at 1, 2 and 5 of each decade) when every value is positive and they span
     more than a factor of 20, else a linear one."""
     finite = [v for v in values if v is not None and math.isfinite(v)]

@@ -29,3 +29,14 @@ def duration_text(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def choice_text(value: Any) -> str:
+    """A param value as a config writes it: ``0.001``, ``1e-08``, ``true``, ``none``, ``relu``."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

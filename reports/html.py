@@ -58,7 +58,9 @@ def render_report(content: ReportContent, *, storage: str) -> str:
             if panel.figure is not None:
                 index = len(figures)
                 figures.append(_figure_spec(panel.figure))
-            panels.append({"study": panel.study, "index": index, "note": panel.note, "detail": panel.detail})
+            panels.append(
+                {"study": panel.study, "index": index, "note": panel.note, "detail": panel.detail, "findings": panel.findings}
+            )
         sections.append(
             {"key": section.key, "title": section.title, "guide": section.guide, "wide": section.wide, "panels": panels}
         )

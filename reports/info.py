@@ -19,7 +19,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
 from hpstudy.reports.study_data import FINISHED_STATES, StudyData
-from hpstudy.reports.tables import json_ready
+from hpstudy.reports.tables import is_missing, json_ready, same_choice
 
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 IMPORTANCE_EVALUATOR = "PED-ANOVA (PedAnovaImportanceEvaluator, Optuna's default)"
@@ -182,10 +182,10 @@ def best_trial(data: StudyData) -> BestTrial | None:
     return BestTrial(
         number=int(row["number"]),
         value=float(row["value"]),
-        params={name: json_ready(value) for name, value in params.items() if not _missing(value)},
-        val_accuracy=None if _missing(row["val_accuracy"]) else float(row["val_accuracy"]),
-        best_epoch=None if _missing(row["best_epoch"]) else int(row["best_epoch"]),
-        epochs_run=None if _missing(row["epochs_run"]) else int(row["epochs_run"]),
+        params={name: json_ready(value) for name, value in params.items() if not is_missing(value)},
+        val_accuracy=None if is_missing(row["val_accuracy"]) else float(row["val_accuracy"]),
+        best_epoch=None if is_missing(row["best_epoch"]) else int(row["best_epoch"]),
+        epochs_run=None if is_missing(row["epochs_run"]) else int(row["epochs_run"]),
     )
 
 
@@ -414,14 +414,7 @@ def categorical_values(data: StudyData) -> CategoricalValues:
 def _equals(frame: pd.DataFrame, column: str, choice: Any) -> pd.Series:
     if column not in frame:
         return pd.Series(False, index=frame.index)
-    return frame[column].map(lambda value: _same_choice(json_ready(value), choice)).astype(bool)
-
-
-def _same_choice(value: Any, choice: Any) -> bool:
-    """Equal as choices: True is not 1, but 32.0 (an int column with gaps) is 32."""
-    if isinstance(value, bool) or isinstance(choice, bool):
-        return isinstance(value, bool) and isinstance(choice, bool) and value == choice
-    return value is not None and value == choice
+    return frame[column].map(lambda value: same_choice(json_ready(value), choice)).astype(bool)
 
 
 # ---------------------------------------------------------------- timeline
@@ -452,11 +445,3 @@ def timeline(data: StudyData, *, max_bars: int = MAX_TIMELINE_BARS) -> Timeline:
         if points
         else None,
     )
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-

@@ -5,14 +5,18 @@ same figures the HTML report embeds."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 import plotly.graph_objects as go
 
-from hpstudy.reports import curves, figures, info
+from hpstudy.reports import curves, figures, info, strategies
 from hpstudy.reports.boundaries import BoundaryWarning, boundary_warnings
+from hpstudy.reports.strategy_figures import strategy_figure
 from hpstudy.reports.study_data import StudyData, load_study_data
+from hpstudy.reports.sweep_figures import sweep_curves_figure, sweep_finals_figure
+from hpstudy.reports.sweep_findings import sweep_findings
+from hpstudy.reports.sweeps import Sweep, sweep_view
 
 FAILED_TO_DRAW = "This figure could not be drawn"
 
@@ -20,13 +24,15 @@ FAILED_TO_DRAW = "This figure could not be drawn"
 @dataclass(frozen=True)
 class Panel:
     """One figure of a section (for one study, or for all of them overlaid), or the sentence
-    that says why there is none. ``detail`` is read under the figure."""
+    that says why there is none. ``detail`` is read under the figure, then ``findings`` (one
+    sentence each, computed from the trials)."""
 
     key: str
     study: str | None
     figure: go.Figure | None
     note: str | None = None
     detail: str | None = None
+    findings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,10 @@ def report_content(studies: Sequence[optuna.Study]) -> ReportContent:
     savings = tuple(info.pruning_savings(data) for data in loaded)
     best_curves = {data.name: curves.best_trial_curves(data) for data in loaded}
     importances = {data.name: info.importances(data) for data in loaded}
+    sweeps = {data.name: sweep_view(data) for data in loaded}
     sections = (
+        *_strategy_sections(loaded),
+        *_sweep_sections(loaded, sweeps),
         _overlaid(
             "history",
             "Optimization history",
@@ -182,11 +191,77 @@ def _per_study(
     *,
     wide: bool = False,
 ) -> Section:
+    panels = tuple(replace(panel_of(data), key=f"{key}[{data.name}]", study=data.name) for data in loaded)
+    return Section(key, title, guide, panels, wide=wide)
+
+
+def _strategy_sections(loaded: Sequence[StudyData]) -> tuple[Section, ...]:
+    """The strategy comparison: a panel per search space that several samplers searched; a note
+    when studies of different samplers differ in more than that; nothing for a single study."""
+    if len(loaded) < 2:
+        return ()
+    comparisons = strategies.strategy_comparisons(loaded)
     panels = []
-    for data in loaded:
-        panel = panel_of(data)
-        panels.append(Panel(f"{key}[{data.name}]", data.name, panel.figure, panel.note, panel.detail))
-    return Section(key, title, guide, tuple(panels), wide=wide)
+    for index, comparison in enumerate(comparisons, start=1):
+        key = "strategies" if len(comparisons) == 1 else f"strategies[{index}]"
+        heading = f"same space: {', '.join(comparison.studies)}" if len(comparisons) > 1 else None
+        note = None if comparison.repeated else (
+            "One study per sampler, so no band: run each sampler again with other study.seed values to see how "
+            "much its result varies."
+        )
+        findings = strategies.strategy_findings(comparison)
+        panels.append(
+            _drawn(key, heading, lambda shown=comparison: strategy_figure(shown), note=note, findings=findings)
+        )
+    if not panels:
+        note = strategies.why_no_strategy_comparison(loaded)
+        if note is None:
+            return ()
+        panels.append(Panel("strategies", None, None, note))
+    return (
+        Section(
+            "strategies",
+            "Search strategies",
+            "Studies of one search space that differ only in their sampler, grouped by sampler: the best value "
+            "found so far against the trials finished and against wall time. The line is the mean over a "
+            "sampler's studies (repeats with other seeds), the band their min to max. A line that drops "
+            "sooner finds good values with fewer trials.",
+            tuple(panels),
+            overlaid=True,
+            wide=True,
+        ),
+    )
+
+
+def _sweep_sections(loaded: Sequence[StudyData], sweeps: dict[str, Sweep]) -> tuple[Section, ...]:
+    """The sweep view, when some study varies one or two params besides the repeat index seed:
+    the final values against the swept value with the findings, then the learning curves per value."""
+    if all(sweep.note for sweep in sweeps.values()):
+        return ()
+    return (
+        _per_study(
+            "sweep",
+            "Sweep: final values",
+            "Validation loss and accuracy at the best epoch (solid) and the last epoch (dotted) for each value of "
+            "the swept parameter: the mean over its repeats, error bars from the lowest to the highest repeat. A "
+            "red x marks values where repeats diverged (loss NaN or infinite), a circle values where repeats "
+            "stayed at chance accuracy (the dashed line). The findings below are computed from the trials.",
+            loaded,
+            lambda data: _sweep_finals_panel(sweeps[data.name]),
+            wide=True,
+        ),
+        _per_study(
+            "sweep_curves",
+            "Sweep: learning curves",
+            "Training and validation loss and accuracy after every epoch, one colour per value of the swept "
+            "parameter: the line is the mean over its repeats, the shaded band runs from the lowest to the highest "
+            "repeat. Repeats that diverged are left out of the mean and end in a red x at their last finite value; "
+            "the dashed orange line in the accuracy panels is chance accuracy.",
+            loaded,
+            lambda data: _sweep_curves_panel(sweeps[data.name]),
+            wide=True,
+        ),
+    )
 
 
 def _savings_section(savings: Sequence[info.PruningSavings]) -> Section:
@@ -210,13 +285,21 @@ def _savings_section(savings: Sequence[info.PruningSavings]) -> Section:
 # ---------------------------------------------------------------- panels
 
 
-def _drawn(key: str, study: str | None, draw: Callable[[], go.Figure], *, note: str | None = None, detail: str | None = None) -> Panel:
+def _drawn(
+    key: str,
+    study: str | None,
+    draw: Callable[[], go.Figure],
+    *,
+    note: str | None = None,
+    detail: str | None = None,
+    findings: tuple[str, ...] = (),
+) -> Panel:
     """The panel of ``draw()``; if drawing fails, a panel that says so (the rest of the report
-    still renders)."""
+    still renders, findings included)."""
     try:
-        return Panel(key, study, draw(), note, detail)
+        return Panel(key, study, draw(), note, detail, findings)
     except Exception as exc:  # an unforeseen shape of data must not cost the whole report
-        return Panel(key, study, None, f"{FAILED_TO_DRAW} ({type(exc).__name__}: {exc}).")
+        return Panel(key, study, None, f"{FAILED_TO_DRAW} ({type(exc).__name__}: {exc}).", findings=findings)
 
 
 def _learning_curves_panel(data: StudyData) -> Panel:
@@ -255,3 +338,26 @@ def _timeline_panel(record: info.Timeline) -> Panel:
     if not record.numbers:
         return Panel("", record.study, None, record.note)
     return _drawn("", record.study, lambda: figures.timeline_figure(record), note=record.note)
+
+
+def _sweep_finals_panel(sweep: Sweep) -> Panel:
+    if sweep.note:
+        return Panel("", sweep.study, None, sweep.note)
+    return _drawn("", sweep.study, lambda: sweep_finals_figure(sweep), note=_variants_note(sweep),
+                  findings=sweep_findings(sweep))
+
+
+def _sweep_curves_panel(sweep: Sweep) -> Panel:
+    if sweep.note:
+        return Panel("", sweep.study, None, sweep.note)
+    if not sweep.has_curves:
+        return Panel("", sweep.study, None, "No repeat recorded a finite loss, so there is no curve to draw.")
+    return _drawn("", sweep.study, lambda: sweep_curves_figure(sweep))
+
+
+def _variants_note(sweep: Sweep) -> str | None:
+    """What each variant on the page stands for, or None when the sweep shows no variant."""
+    shown = [value for value in (*sweep.x_values, *sweep.series_values) if sweep.bundle_text(value)]
+    if not shown:
+        return None
+    return "Variants: " + "; ".join(f"{name} = {sweep.bundle_text(name)}" for name in shown) + "."

@@ -25,6 +25,8 @@ from hpstudy.study.errors import UserError
 #: Trials whose user attrs describe work that happened. A WAITING retry carries a stale copy of
 #: the failed attempt's attrs, and a RUNNING trial has not written its own yet.
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+#: The searched param that numbers repeats: trials differing only in it are repeats of one point.
+SEED_PARAM = "seed"
 OBJECTIVE_LABELS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
 GENERIC_OBJECTIVE = "objective value"
 
@@ -80,6 +82,16 @@ class StudyData:
     def searched(self) -> tuple[str, ...]:
         """Params that vary between trials (a one-value distribution counts as fixed), by name."""
         return tuple(sorted(name for name, dist in self.distributions.items() if not dist.single()))
+
+    @cached_property
+    def swept(self) -> tuple[str, ...]:
+        """The searched params that are not the repeat index ``seed``: what the study compares."""
+        return tuple(name for name in self.searched if name != SEED_PARAM)
+
+    @property
+    def variants(self) -> Mapping[str, Mapping[str, Any]]:
+        """The named bundles of params the stored config defines (empty when it defines none)."""
+        return getattr(self.config, "variants", None) or {}
 
     def state_count(self, state: str) -> int:
         """How many trials are in ``state`` (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""

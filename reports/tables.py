@@ -159,3 +159,15 @@ def json_ready(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return json_ready(value.item())
     return value
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, NaN and pandas' NA: a cell with no value."""
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def same_choice(value: Any, choice: Any) -> bool:
+    """Equal as param values: True is not 1, but 32.0 (an int column with gaps) is 32."""
+    if isinstance(value, bool) or isinstance(choice, bool):
+        return isinstance(value, bool) and isinstance(choice, bool) and value == choice
+    return value is not None and value == choice

@@ -50,7 +50,7 @@ def test_comparison_report_renders_offline(browser, tmp_path):
     add_synthetic_study(url, "random", n_trials=80, epochs=10, seed=2, sampler="random")
     seen = visit(browser, report_of(url, ["tpe", "random"], tmp_path / "report.html"), screenshot=tmp_path / "comparison.png")
     assert_clean(seen)
-    assert seen.plots == 3 + 8 * 2
+    assert seen.plots == 4 + 8 * 2  # history, EDF, savings, strategies; 8 per study
     assert seen.title == "hpstudy report: tpe vs random"
 
 

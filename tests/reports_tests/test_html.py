@@ -48,8 +48,9 @@ def test_report_is_one_self_contained_file_with_every_figure(compared, tmp_path)
     plots = [e for e in page.by_tag("div") if "data-figure" in e.attrs]
     figures = page.figures()
     assert [int(p.attrs["data-figure"]) for p in plots] == list(range(len(figures)))
-    # history, EDF and savings overlaid, plus 8 figures per study (both studies have enough trials)
-    assert len(figures) == 3 + 8 * 2
+    # history, EDF, savings and the strategy comparison (TPE against random on one space) overlaid,
+    # plus 8 figures per study (both studies have enough trials; neither is a sweep)
+    assert len(figures) == 4 + 8 * 2
     titles = [f["layout"]["title"]["text"] for f in figures]
     assert any(t.startswith("Optimization history") for t in titles)
     assert not any(FAILED_TO_DRAW in chunk for chunk in page.text)
@@ -77,7 +78,9 @@ def test_comparison_shows_both_studies_side_by_side_and_overlaid(compared, tmp_p
 def test_figures_for_returns_the_figures_the_page_embeds(compared):
     url, names = compared
     found = figures_for([load(url, n) for n in names])
-    expected = {"history", "edf", "savings"} | {f"{key}[{name}]" for key in PER_STUDY_SECTIONS for name in names}
+    expected = {"history", "edf", "savings", "strategies"} | {
+        f"{key}[{name}]" for key in PER_STUDY_SECTIONS for name in names
+    }
     assert set(found) == expected
     assert all(isinstance(fig, go.Figure) and fig.data for fig in found.values())
 
