@@ -352,7 +352,9 @@ def _sweep_curves_panel(sweep: Sweep) -> Panel:
         return Panel("", sweep.study, None, sweep.note)
     if not sweep.has_curves:
         return Panel("", sweep.study, None, "No repeat recorded a finite loss, so there is no curve to draw.")
-    return _drawn("", sweep.study, lambda: sweep_curves_figure(sweep))
+    missing = [sweep.label(p) for p in sweep.points if not p.curves["val_loss"].epochs]
+    detail = f"No curve for {', '.join(missing)}: every repeat diverged." if missing else None
+    return _drawn("", sweep.study, lambda: sweep_curves_figure(sweep), detail=detail)
 
 
 def _variants_note(sweep: Sweep) -> str | None:

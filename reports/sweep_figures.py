@@ -23,11 +23,17 @@ CURVE_TITLES = {
     "val_accuracy": "validation accuracy",
 }
 DIVERGED_COLOR = "#d62728"
+#: Where a diverged point is marked on the accuracy panel (near its top).
+DIVERGED_ACCURACY_MARK = 0.97
 CHANCE_COLOR = "#e8871e"
 SINGLE_SERIES_COLOR = "#2f5f98"
 ROW_HEIGHT = 290
-#: Spread of the markers of one categorical x value over its series and moments (in category widths).
-CATEGORY_SPREAD = 0.3
+#: Sideways step between the markers of one categorical value (series and moments), and the most
+#: they spread in all (in category widths).
+CATEGORY_STEP = 0.08
+CATEGORY_SPREAD = 0.4
+#: Room left of the smallest and right of the largest swept value, as a share of their span.
+AXIS_PAD = 0.06
 MOMENTS: tuple[tuple[Moment, str, str, str], ...] = (
     ("best", "at the best epoch", "solid", "circle"),
     ("last", "at the last epoch", "dot", "diamond-open"),
@@ -51,7 +57,8 @@ def sweep_curves_figure(sweep: Sweep) -> go.Figure:
     loss_values: list[float] = []
     longest = 1
     for row, series in enumerate(sweep.series_values, start=1):
-        for point in sweep.in_series(series):
+        by_length = sorted(sweep.in_series(series), key=lambda p: -len(p.curves["val_loss"].epochs))
+        for point in by_length:  # the longest first, so shorter curves stay on top
             name = plotly_text(f"{sweep.param} = {choice_text(point.x)}")
             color = colors[sweep.position(point)]
             for col, curve_name in enumerate(CURVE_NAMES, start=1):
@@ -65,8 +72,9 @@ def sweep_curves_figure(sweep: Sweep) -> go.Figure:
                     fig.add_trace(trace, row=row, col=col)
                 fig.add_trace(
                     go.Scatter(
-                        x=curve.epochs, y=rounded(curve.mean), mode="lines", line={"color": color, "width": 2},
-                        name=name, legendgroup=name, showlegend=name not in legend,
+                        x=curve.epochs, y=rounded(curve.mean), mode="lines+markers", line={"color": color, "width": 2},
+                        marker={"size": [0] * (len(curve.epochs) - 1) + [7], "color": color},  # a dot where it ends
+                        name=name, legendgroup=name, showlegend=name not in legend, legendrank=sweep.position(point),
                         customdata=[[n, lo, hi] for n, lo, hi in zip(curve.counts, rounded(curve.low), rounded(curve.high))],
                         hovertemplate=(
                             f"{plotly_text(sweep.label(point))}<br>epoch %{{x}}<br>{CURVE_TITLES[curve_name]} %{{y:.4g}} "
@@ -127,7 +135,7 @@ def sweep_finals_figure(sweep: Sweep) -> go.Figure:
                             "array": [s.high - s.mean for s in spreads],
                             "arrayminus": [s.mean - s.low for s in spreads],
                         },
-                        mode="lines+markers",
+                        mode="markers" if sweep.categorical else "lines+markers",
                         line={"color": series_colors[index], "dash": dash, "width": 1.8},
                         marker={"symbol": symbol, "size": 8, "color": series_colors[index]},
                         name=name, legendgroup=name, showlegend=col == 1,
@@ -147,7 +155,7 @@ def sweep_finals_figure(sweep: Sweep) -> go.Figure:
             annotation_text=f"chance {sweep.chance_accuracy:.2f}", annotation_position="bottom right",
             annotation_font={"color": CHANCE_COLOR, "size": 11},
         )
-    fig.update_yaxes(row=1, col=1, title_text="validation loss", **loss_axis)
+    fig.update_yaxes(row=1, col=1, title_text="validation loss", showticklabels=bool(loss_values), **loss_axis)
     fig.update_yaxes(row=1, col=2, title_text="validation accuracy", range=[0, 1.05])
     fig.update_xaxes(title_text=plotly_text(sweep.param), **x_axis(sweep))
     fig.update_layout(legend={"orientation": "h", "y": -0.25, "x": 0})
@@ -178,8 +186,11 @@ def x_axis(sweep: Sweep) -> dict[str, Any]:
     values = [float(v) for v in sweep.x_values]
     ticks = {"tickvals": values, "ticktext": [choice_text(v) for v in sweep.x_values]}
     if sweep.log:
-        return {"type": "log", **ticks}
-    return {"type": "linear", **ticks}
+        low, high = math.log10(min(values)), math.log10(max(values))
+        pad = AXIS_PAD * (high - low) or 0.5
+        return {"type": "log", "range": [low - pad, high + pad], **ticks}
+    pad = AXIS_PAD * (max(values) - min(values)) or 0.5
+    return {"type": "linear", "range": [min(values) - pad, max(values) + pad], **ticks}
 
 
 def value_colors(sweep: Sweep) -> list[str]:
@@ -206,8 +217,8 @@ def _offset(sweep: Sweep, series_index: int, moment_index: int) -> float:
     if not sweep.categorical:
         return 0.0
     slots = len(sweep.series_values) * len(MOMENTS)
-    slot = series_index * len(MOMENTS) + moment_index
-    return CATEGORY_SPREAD * (slot / (slots - 1) - 0.5) if slots > 1 else 0.0
+    step = min(CATEGORY_STEP, CATEGORY_SPREAD / (slots - 1))
+    return step * (series_index * len(MOMENTS) + moment_index - (slots - 1) / 2)
 
 
 # ---------------------------------------------------------------- traces
@@ -242,17 +253,17 @@ def _add_problem_markers(fig: go.Figure, sweep: Sweep, loss_values: Sequence[flo
     finite = [v for v in loss_values if math.isfinite(v) and v > 0]
     top = max(finite) * (1.6 if log else 1.08) if finite else 1.0
     diverged = [p for p in sweep.points if p.diverged]
-    if diverged:
+    for col, y in ((1, top), (2, DIVERGED_ACCURACY_MARK)) if diverged else ():
         fig.add_trace(
             go.Scatter(
-                x=[x_position(sweep, p) for p in diverged], y=[top] * len(diverged), mode="markers+text",
-                marker={"symbol": "x", "size": 12, "color": DIVERGED_COLOR},
+                x=[x_position(sweep, p) for p in diverged], y=[y] * len(diverged), mode="markers+text",
+                marker={"symbol": "x", "size": 12, "color": DIVERGED_COLOR}, cliponaxis=False,
                 text=[f"{len(p.diverged)}/{len(p.repeats)} diverged" for p in diverged], textposition="top center",
                 textfont={"color": DIVERGED_COLOR, "size": 11}, name="diverged repeats", legendgroup="diverged",
-                customdata=[_point_text(sweep, p) for p in diverged],
+                showlegend=col == 1, customdata=[_point_text(sweep, p) for p in diverged],
                 hovertemplate="%{customdata}<br>%{text}: the loss became NaN or infinite<extra></extra>",
             ),
-            row=1, col=1,
+            row=1, col=col,
         )
     at_chance = [p for p in sweep.points if p.at_chance]
     if at_chance:
@@ -265,7 +276,7 @@ def _add_problem_markers(fig: go.Figure, sweep: Sweep, loss_values: Sequence[flo
                 marker={"symbol": "circle-open", "size": 18, "color": CHANCE_COLOR, "line": {"width": 2}},
                 text=[f"{len(p.at_chance)}/{len(p.repeats)} at chance" for p in at_chance],
                 textposition=["top center" if series_index[id(p)] % 2 == 0 else "bottom center" for p in at_chance],
-                textfont={"color": CHANCE_COLOR, "size": 11}, name="repeats at chance accuracy",
+                textfont={"color": CHANCE_COLOR, "size": 11}, name="repeats at chance accuracy", cliponaxis=False,
                 customdata=[_point_text(sweep, p) for p in at_chance],
                 hovertemplate="%{customdata}<br>%{text}: validation accuracy never rose above %{y:.3f}<extra></extra>",
             ),
