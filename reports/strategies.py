@@ -17,6 +17,7 @@ import pandas as pd
 from hpstudy.reports.study_data import FINISHED_STATES, StudyData
 from hpstudy.reports.sweep_findings import spread_text
 from hpstudy.reports.sweeps import Spread
+from hpstudy.reports.tables import padded_frame
 from hpstudy.storage.stored_config import first_difference
 from hpstudy.study.config import StudyConfig
 
@@ -204,9 +205,7 @@ def _running_best(values: pd.Series, *, maximize: bool) -> tuple[float, ...]:
 
 
 def _by_trial_band(runs: Sequence[BestSoFar]) -> Band:
-    frame = pd.DataFrame([list(run.by_trial) for run in runs], dtype=float)
-    frame.columns = range(1, frame.shape[1] + 1)
-    return _band(frame)
+    return _band(padded_frame([run.by_trial for run in runs]))
 
 
 def _by_time_band(runs: Sequence[BestSoFar]) -> Band:

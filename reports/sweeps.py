@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution
 
 from hpstudy.reports.formatting import choice_text
 from hpstudy.reports.study_data import FINISHED_STATES, SEED_PARAM, StudyData
-from hpstudy.reports.tables import is_missing, json_ready, same_choice
+from hpstudy.reports.tables import is_missing, json_ready, padded_frame, same_choice
 
 #: The categorical param whose values name bundles of params (the config's ``variants``).
 VARIANT_PARAM = "variant"
@@ -399,10 +399,9 @@ def _best_epoch(stored: Any, val_loss: Sequence[float]) -> int | None:
 
 
 def _mean_curve(curves: Sequence[Sequence[float]]) -> MeanCurve:
-    frame = pd.DataFrame([list(c) for c in curves], dtype=float)
+    frame = padded_frame(curves)
     if frame.empty:
         return MeanCurve((), (), (), (), ())
-    frame.columns = range(1, frame.shape[1] + 1)
     counts = frame.notna().sum()
     kept = [epoch for epoch in frame.columns if counts[epoch]]
     return MeanCurve(

@@ -10,6 +10,7 @@ from tests.reports_tests.builders import DROPOUT, LR, falling, hp_study, hp_tria
 
 XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "</script>")
 XSS_NAME = f"xss {XSS[0]} {XSS[1]} {XSS[2]}"
+XSS_SWEEP = f"sweep {XSS[0]}"
 
 #: name -> sentences the report must show for that study
 EXPLAINED = {
@@ -56,7 +57,9 @@ def add_edge_studies(url: str) -> list[str]:
 
 def add_xss_studies(url: str) -> list[str]:
     """Two studies whose names, param names, categorical choices, trial attr keys and values and
-    stored config all carry the strings of ``XSS``; returns their names."""
+    stored config all carry the strings of ``XSS`` (the second sampled at random, so the report
+    compares search strategies), and a sweep of a param named and valued with them; returns their
+    names."""
     dists = {
         f"lr{XSS[0]}": FloatDistribution(1e-4, 1e-1, log=True),
         XSS[1]: CategoricalDistribution(list(XSS)),
@@ -75,5 +78,12 @@ def add_xss_studies(url: str) -> list[str]:
         ]
         trials.append(hp_trial({f"lr{XSS[0]}": 0.05, XSS[1]: XSS[2], XSS[2]: 0.5}, dists, val_loss=[2.0, 1.8],
                                epochs_requested=4, state=TrialState.PRUNED))
-        hp_study(url, name, trials, config_values={"data.root": XSS[1]})
-    return names
+        sampler = {"study.sampler": {"name": "random" if offset else "tpe"}}
+        hp_study(url, name, trials, config_values={"data.root": XSS[1], **sampler})
+    sweep = {XSS[1]: CategoricalDistribution(list(XSS)), "seed": CategoricalDistribution([0, 1])}
+    repeats = [
+        hp_trial({XSS[1]: XSS[i % 3], "seed": i // 3}, sweep, val_loss=falling(2.0, 0.2 + (i % 3) / 10 + i / 100, 3))
+        for i in range(6)
+    ]
+    hp_study(url, XSS_SWEEP, repeats)
+    return [*names, XSS_SWEEP]

@@ -12,6 +12,8 @@ from bench.synthetic import add_synthetic_study
 from hpstudy.reports.html import write_report
 from tests.reports_tests.browser import launch_chromium, visit
 from tests.reports_tests.edge_studies import EXPLAINED, XSS_NAME, add_edge_studies, add_xss_studies
+from tests.reports_tests.page import read_page
+from tests.reports_tests.sweep_studies import SWEEPS
 
 pytestmark = pytest.mark.browser
 
@@ -68,3 +70,17 @@ def test_xss_strings_open_no_dialog_and_add_no_handler(browser, tmp_path):
     assert_clean(seen)
     assert seen.on_attributes == [] and seen.images == 0
     assert XSS_NAME in seen.title
+
+
+def test_sweep_and_strategy_reports_render_offline(browser, sweep_url, strategy_url, tmp_path):
+    url, names = strategy_url
+    for name, storage, studies, first_title in (
+        ("sweeps", sweep_url, list(SWEEPS), "Final validation loss and accuracy against"),
+        ("strategies", url, names, "Search strategies on one space"),
+    ):
+        report = report_of(storage, studies, tmp_path / f"{name}.html")
+        figures = read_page(report.read_text()).figures()
+        seen = visit(browser, report, screenshot=tmp_path / f"{name}.png")
+        assert_clean(seen)
+        assert seen.plots == len(figures), "every figure the page carries is drawn"
+        assert figures[0]["layout"]["title"]["text"].startswith(first_title), "the new view comes first"

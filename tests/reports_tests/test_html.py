@@ -14,10 +14,25 @@ from bench.synthetic import add_synthetic_study
 from hpstudy.reports import figures_for
 from hpstudy.reports.html import default_report_path, write_report
 from hpstudy.reports.sections import FAILED_TO_DRAW, report_content
-from tests.reports_tests.edge_studies import EXPLAINED, XSS, XSS_NAME, add_edge_studies, add_xss_studies
+from hpstudy.reports.study_data import load_study_data
+from hpstudy.reports.sweep_findings import sweep_findings
+from hpstudy.reports.sweeps import sweep_view
+from tests.reports_tests.edge_studies import EXPLAINED, XSS, XSS_NAME, XSS_SWEEP, add_edge_studies, add_xss_studies
+from tests.reports_tests.sweep_studies import SWEEPS
 from tests.reports_tests.page import read_page
 
 PER_STUDY_SECTIONS = ("curves", "best", "importances", "parallel", "slices", "contour", "choices", "timeline")
+
+
+def strings_in(value: object) -> list[str]:
+    """Every string in a nested structure of dicts, lists and tuples."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [s for item in value for s in strings_in(item)]
+    return []
 
 
 def load(url: str, name: str) -> optuna.Study:
@@ -133,6 +148,31 @@ def test_user_strings_never_become_markup(tmp_path):
     figure_text = str(page.figures())
     assert html.escape(f"lr{XSS[0]}", quote=False) in figure_text, "figure text is escaped for plotly"
     assert f"lr{XSS[0]}" not in figure_text
+    assert "Search strategies" in visible and "Sweep: final values" in visible, "the new sections show user strings too"
+    assert f"{XSS[1]} = {XSS[0]}:" in visible, "a finding names the swept param and value as written"
+    new = {key: fig for key, fig in figures_for([load(url, n) for n in names]).items()
+           if key.startswith(("sweep", "strategies"))}
+    assert set(new) == {"strategies", f"sweep[{XSS_SWEEP}]", f"sweep_curves[{XSS_SWEEP}]"}
+    for fig in new.values():
+        assert not [text for text in strings_in(fig.to_plotly_json()) if any(x in text for x in XSS)], "escaped"
+    assert list(new[f"sweep[{XSS_SWEEP}]"].layout.xaxis.ticktext) == [html.escape(s, quote=False) for s in XSS]
+
+
+def test_sweep_report_shows_final_values_findings_and_curves_per_study(sweep_url, tmp_path):
+    studies = [load(sweep_url, name) for name in SWEEPS]
+    content = report_content(studies)
+    page = read_page(write_report(studies, tmp_path / "sweeps.html", storage=sweep_url).read_text())
+    visible = page.visible_text()
+    titles = [s.title for s in content.sections]
+    assert titles[:2] == ["Sweep: final values", "Sweep: learning curves"], "the sweep comes first"
+    assert "Search strategies" not in titles, "one sampler only: nothing to compare"
+    for study in studies:
+        findings = sweep_findings(sweep_view(load_study_data(study)))
+        assert findings and all(line in visible for line in findings), study.study_name
+    assert "No repeat recorded a finite loss, so there is no curve to draw." in visible
+    assert "No curve for lr = 1e+08: every repeat diverged." in visible
+    assert not any(FAILED_TO_DRAW in chunk for chunk in page.text)
+    assert len(page.figures()) == sum(1 for s in content.sections for p in s.panels if p.figure is not None)
 
 
 def test_default_report_path_keeps_only_safe_characters():
