@@ -352,7 +352,7 @@ def _sweep_curves_panel(sweep: Sweep) -> Panel:
         return Panel("", sweep.study, None, sweep.note)
     if not sweep.has_curves:
         return Panel("", sweep.study, None, "No repeat recorded a finite loss, so there is no curve to draw.")
-    missing = [sweep.label(p) for p in sweep.points if not p.curves["val_loss"].epochs]
+    missing = [sweep.label(p) for p in sweep.points if not p.curves["val_loss"].x]
     detail = f"No curve for {', '.join(missing)}: every repeat diverged." if missing else None
     return _drawn("", sweep.study, lambda: sweep_curves_figure(sweep), detail=detail)
 

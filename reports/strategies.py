@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpstudy.reports.bands import Band, band_of, padded_frame
 from hpstudy.reports.study_data import FINISHED_STATES, StudyData
 from hpstudy.reports.sweep_findings import spread_text
 from hpstudy.reports.sweeps import Spread
-from hpstudy.reports.tables import padded_frame
 from hpstudy.storage.stored_config import first_difference
 from hpstudy.study.config import StudyConfig
 
@@ -41,17 +41,6 @@ class BestSoFar:
     def final(self) -> float:
         """The best value the study found, NaN when no trial completed."""
         return self.by_trial[-1] if self.by_trial else math.nan
-
-
-@dataclass(frozen=True)
-class Band:
-    """Per x, the mean, min and max over the studies that have a value there, and how many do."""
-
-    x: tuple[float, ...]
-    mean: tuple[float, ...]
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-    counts: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -205,7 +194,7 @@ def _running_best(values: pd.Series, *, maximize: bool) -> tuple[float, ...]:
 
 
 def _by_trial_band(runs: Sequence[BestSoFar]) -> Band:
-    return _band(padded_frame([run.by_trial for run in runs]))
+    return band_of(padded_frame([run.by_trial for run in runs]))
 
 
 def _by_time_band(runs: Sequence[BestSoFar]) -> Band:
@@ -216,19 +205,7 @@ def _by_time_band(runs: Sequence[BestSoFar]) -> Band:
         index = np.searchsorted(np.array(run.seconds), moments, side="right") - 1
         rows.append([run.by_time[i] if i >= 0 else math.nan for i in index])
     frame = pd.DataFrame(rows, columns=moments, dtype=float)
-    return _band(frame)
-
-
-def _band(frame: pd.DataFrame) -> Band:
-    counts = frame.notna().sum()
-    kept = [column for column in frame.columns if counts[column]]
-    return Band(
-        x=tuple(float(x) for x in kept),
-        mean=tuple(float(v) for v in frame.mean()[kept]),
-        low=tuple(float(v) for v in frame.min()[kept]),
-        high=tuple(float(v) for v in frame.max()[kept]),
-        counts=tuple(int(counts[x]) for x in kept),
-    )
+    return band_of(frame)
 
 
 # ---------------------------------------------------------------- findings

@@ -10,7 +10,8 @@ from plotly.subplots import make_subplots
 
 from hpstudy.reports.figures import axis_scale, band_traces, rounded, styled
 from hpstudy.reports.formatting import plotly_text
-from hpstudy.reports.strategies import Band, StrategyComparison, StrategyGroup
+from hpstudy.reports.bands import Band
+from hpstudy.reports.strategies import StrategyComparison, StrategyGroup
 
 SAMPLER_COLORS = {"grid": "#2ca02c", "random": "#1f77b4", "tpe": "#d62728", "cmaes": "#9467bd", "qmc": "#8c564b"}
 OTHER_SAMPLER_COLOR = "#7f7f7f"

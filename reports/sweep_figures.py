@@ -57,23 +57,23 @@ def sweep_curves_figure(sweep: Sweep) -> go.Figure:
     loss_values: list[float] = []
     longest = 1
     for row, series in enumerate(sweep.series_values, start=1):
-        by_length = sorted(sweep.in_series(series), key=lambda p: -len(p.curves["val_loss"].epochs))
+        by_length = sorted(sweep.in_series(series), key=lambda p: -len(p.curves["val_loss"].x))
         for point in by_length:  # the longest first, so shorter curves stay on top
             name = plotly_text(f"{sweep.param} = {choice_text(point.x)}")
             color = colors[sweep.position(point)]
             for col, curve_name in enumerate(CURVE_NAMES, start=1):
                 curve = point.curves[curve_name]
-                if not curve.epochs:
+                if not curve.x:
                     continue
-                longest = max(longest, curve.epochs[-1])
+                longest = max(longest, curve.x[-1])
                 if curve_name.endswith("loss"):
                     loss_values += [*curve.low, *curve.high]
-                for trace in band_traces(curve.epochs, curve.low, curve.high, color=color, group=name):
+                for trace in band_traces(curve.x, curve.low, curve.high, color=color, group=name):
                     fig.add_trace(trace, row=row, col=col)
                 fig.add_trace(
                     go.Scatter(
-                        x=curve.epochs, y=rounded(curve.mean), mode="lines+markers", line={"color": color, "width": 2},
-                        marker={"size": [0] * (len(curve.epochs) - 1) + [7], "color": color},  # a dot where it ends
+                        x=curve.x, y=rounded(curve.mean), mode="lines+markers", line={"color": color, "width": 2},
+                        marker={"size": [0] * (len(curve.x) - 1) + [7], "color": color},  # a dot where it ends
                         name=name, legendgroup=name, showlegend=name not in legend, legendrank=sweep.position(point),
                         customdata=[[n, lo, hi] for n, lo, hi in zip(curve.counts, rounded(curve.low), rounded(curve.high))],
                         hovertemplate=(

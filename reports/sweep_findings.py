@@ -11,7 +11,8 @@ import numpy as np
 
 from hpstudy.reports.curves import OVERFIT_RISE
 from hpstudy.reports.formatting import choice_text
-from hpstudy.reports.sweeps import MeanCurve, Spread, Sweep, SweepPoint
+from hpstudy.reports.bands import Band
+from hpstudy.reports.sweeps import Spread, Sweep, SweepPoint
 
 EPOCHS_PARAM = "epochs"
 METRIC_WORDS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
@@ -93,7 +94,7 @@ def epochs_findings(sweep: Sweep) -> list[str]:
         points = sweep.in_series(series)
         if not points:
             continue
-        longest = max(points, key=lambda p: len(p.curves["val_loss"].epochs))
+        longest = max(points, key=lambda p: len(p.curves["val_loss"].x))
         lines.append(f"{sweep.label(longest)}: {_trend_text(longest)}")
         ended = [p for p in points if p.final("val_loss", "last").count]
         if sweep.param == EPOCHS_PARAM and ended:
@@ -151,11 +152,11 @@ def _edge_text(sweep: Sweep, best: SweepPoint) -> str:
 def _trend_text(point: SweepPoint) -> str:
     """Where the mean validation loss of ``point`` is lowest, and what it does after."""
     val, train = point.curves["val_loss"], point.curves["train_loss"]
-    if len(val.epochs) < 3:
-        return f"with {len(val.epochs)} epochs there is too little of a curve to read a trend."
+    if len(val.x) < 3:
+        return f"with {len(val.x)} epochs there is too little of a curve to read a trend."
     values = np.array(val.mean)
     lowest = int(np.nanargmin(values))
-    epoch, last = val.epochs[lowest], val.epochs[-1]
+    epoch, last = val.x[lowest], val.x[-1]
     rise = (values[-1] - values[lowest]) / abs(values[lowest]) if values[lowest] else 0.0
     where = f"mean validation loss over the repeats is lowest at epoch {epoch} ({values[lowest]:.3g})"
     if lowest == len(values) - 1:
@@ -171,8 +172,8 @@ def _trend_text(point: SweepPoint) -> str:
     return f"{where}, rising {rise:.0%} by epoch {last} ({values[-1]:.3g}) {trend}."
 
 
-def _at(curve: MeanCurve, epoch: int) -> float:
-    return curve.mean[curve.epochs.index(epoch)] if epoch in curve.epochs else math.nan
+def _at(curve: Band, epoch: int) -> float:
+    return curve.mean[curve.x.index(epoch)] if epoch in curve.x else math.nan
 
 
 def _repeats(count: int, kind: str = "") -> str:

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import CategoricalDistribution
 
+from hpstudy.reports.bands import Band, band_of, padded_frame
 from hpstudy.reports.formatting import choice_text
 from hpstudy.reports.study_data import FINISHED_STATES, SEED_PARAM, StudyData
-from hpstudy.reports.tables import is_missing, json_ready, padded_frame, same_choice
+from hpstudy.reports.tables import is_missing, json_ready, same_choice
 
 #: The categorical param whose values name bundles of params (the config's ``variants``).
 VARIANT_PARAM = "variant"
@@ -68,17 +69,6 @@ class Spread:
     def high(self) -> float:
         """The largest value, NaN when there is none."""
         return max(self.values) if self.values else math.nan
-
-
-@dataclass(frozen=True)
-class MeanCurve:
-    """Per epoch, the mean, min and max of one curve over the repeats that reached that epoch."""
-
-    epochs: tuple[int, ...]
-    mean: tuple[float, ...]
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-    counts: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -177,10 +167,10 @@ class SweepPoint:
         return Spread(tuple(float(v) for v in values if v is not None))
 
     @cached_property
-    def curves(self) -> Mapping[str, MeanCurve]:
-        """Each curve averaged over the repeats that did not diverge, epoch by epoch."""
+    def curves(self) -> Mapping[str, Band]:
+        """Each curve over the repeats that did not diverge, epoch by epoch (x is the epoch)."""
         kept = [r for r in self.repeats if not r.diverged]
-        return {name: _mean_curve([r.curves[name] for r in kept]) for name in CURVE_NAMES}
+        return {name: band_of(padded_frame([r.curves[name] for r in kept])) for name in CURVE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -396,21 +386,6 @@ def _best_epoch(stored: Any, val_loss: Sequence[float]) -> int | None:
         return int(stored)
     finite = [(v, epoch) for epoch, v in enumerate(val_loss, start=1) if math.isfinite(v)]
     return min(finite)[1] if finite else None
-
-
-def _mean_curve(curves: Sequence[Sequence[float]]) -> MeanCurve:
-    frame = padded_frame(curves)
-    if frame.empty:
-        return MeanCurve((), (), (), (), ())
-    counts = frame.notna().sum()
-    kept = [epoch for epoch in frame.columns if counts[epoch]]
-    return MeanCurve(
-        epochs=tuple(int(e) for e in kept),
-        mean=tuple(float(v) for v in frame.mean()[kept]),
-        low=tuple(float(v) for v in frame.min()[kept]),
-        high=tuple(float(v) for v in frame.max()[kept]),
-        counts=tuple(int(counts[e]) for e in kept),
-    )
 
 
 # ---------------------------------------------------------------- helpers

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,9 +172,3 @@ def same_choice(value: Any, choice: Any) -> bool:
         return isinstance(value, bool) and isinstance(choice, bool) and value == choice
     return value is not None and value == choice
 
-
-def padded_frame(rows: Sequence[Sequence[float]]) -> pd.DataFrame:
-    """Rows of different lengths as one float frame, NaN past each row's end; columns 1, 2, ..."""
-    width = max((len(row) for row in rows), default=0)
-    padded = [list(row) + [math.nan] * (width - len(row)) for row in rows]
-    return pd.DataFrame(padded, columns=range(1, width + 1), dtype=float)
