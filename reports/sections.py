@@ -362,4 +362,4 @@ def _variants_note(sweep: Sweep) -> str | None:
     shown = [value for value in (*sweep.x_values, *sweep.series_values) if sweep.bundle_text(value)]
     if not shown:
         return None
-    return "Variants: " + "; ".join(f"{name} = {sweep.bundle_text(name)}" for name in shown) + "."
+    return "Variants: " + "; ".join(f"{name}: {sweep.bundle_text(name)}" for name in shown) + "."

@@ -3,6 +3,7 @@ against what the trials stored (computed here from Optuna's trials, not through 
 
 from __future__ import annotations
 
+import html
 import statistics
 
 import optuna
@@ -18,6 +19,7 @@ from hpstudy.reports.sweeps import MAX_VALUES, sweep_view
 from hpstudy.study import trial_attrs
 from tests.reports_tests import stored
 from tests.reports_tests.builders import falling, hp_study, hp_trial
+from tests.reports_tests.edge_studies import XSS
 
 
 def load(url: str, name: str) -> optuna.Study:
@@ -206,3 +208,25 @@ def test_studies_that_are_not_sweeps_say_why(tmp_path):
     note = sweep_view(load_study_data(hp_study(url, "seeds", repeats, space={"seed": [0, 1, 2]}))).note
     assert note == "Not a sweep: only the repeat index seed varies between trials."
     assert not [s for s in report_content([wide]).sections if s.key.startswith("sweep")], "no sweep section"
+
+
+def test_variants_are_labelled_by_name_with_what_they_stand_for(tmp_path):
+    variants = {"sgd_momentum": {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}, XSS[0]: {"optimizer": "adam"}}
+    dists = {"variant": CategoricalDistribution(list(variants)), "seed": CategoricalDistribution([0, 1])}
+    pairs = [(name, seed) for name in variants for seed in (0, 1)]
+    trials = [hp_trial({"variant": v, "seed": s}, dists, val_loss=falling(2.0, 0.3 + i / 10, 3)) for i, (v, s) in enumerate(pairs)]
+    study = hp_study(f"sqlite:///{tmp_path / 'v.db'}", "variants", trials, space={"variant": list(variants), "seed": [0, 1]},
+                     config_values={"variants": variants})
+    sweep = sweep_view(load_study_data(study))
+    assert sweep.categorical and sweep.x_values == tuple(variants)
+    findings = sweep_findings(sweep)
+    for name in variants:
+        values = [t.value for t in stored.finished(study, variant=name)]
+        assert f"variant = {name}: at the best epoch validation loss {stored.spread_text(values)}" in " ".join(findings)
+    panels = {p.key: p for s in report_content([study]).sections for p in s.panels}
+    finals = panels["sweep[variants]"]
+    assert finals.note == f"Variants: sgd_momentum: optimizer = sgd, momentum = 0.9, lr = 0.05; {XSS[0]}: optimizer = adam."
+    assert list(finals.figure.layout.xaxis.ticktext) == ["sgd_momentum", html.escape(XSS[0], quote=False)]
+    (best,) = traces(finals.figure, name="at the best epoch", xaxis="x")
+    assert best.customdata[0][0] == "variant = sgd_momentum (optimizer = sgd, momentum = 0.9, lr = 0.05)", "bundle in the hover"
+    assert best.customdata[1][0] == html.escape(f"variant = {XSS[0]} (optimizer = adam)", quote=False)
