@@ -53,6 +53,21 @@ def _sweep(name: str, description: str, space: dict[str, Any], *, quick_space: d
     return _preset(name, description, config, quick)
 
 
+def _search(name: str, description: str, space: dict[str, Any], *, study_name: str, n_trials: int,
+            kind: str = "mlp") -> Preset:
+    """A TPE search with the default median pruning; quick: 4 trials of 2-3 epochs."""
+    config = {
+        "study": {"name": study_name, "n_trials": n_trials, "seed": 0, "sampler": {"name": "tpe"}, "pruner": _MEDIAN},
+        "data": {"dataset": "digits"},
+        "model": {"kind": kind},
+        "search_space": space,
+    }
+    return _preset(name, description, config, {"study": {"n_trials": 4}, "search_space.epochs": {"low": 2, "high": 3}})
+
+
+#: The default pruning (see bench/README.md: tuned to save over half the epochs and still win).
+_MEDIAN = {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 3}}
+
 #: The fixed model of the classic experiments: what each sweep does not vary.
 _CLASSIC_BASE: dict[str, Any] = {
     "lr": 1e-3, "batch_size": 64, "epochs": 20, "n_layers": 2, "hidden_units": 128, "dropout": 0.0,
@@ -79,23 +94,13 @@ _STOPPING = {
 _TUNED_LRS = {"sgd": 0.1, "sgd_momentum": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 _PRESET_LIST = [
-    _preset(
+    _search(
         DEFAULT_PRESET,
         "MLP on the bundled digits: TPE over lr, batch size, epochs, depth, width, dropout, "
         "initializer and optimizer; median pruning; 20 trials",
-        {
-            "study": {
-                "name": "digits-mlp",
-                "n_trials": 20,
-                "seed": 0,
-                "sampler": {"name": "tpe"},
-                "pruner": {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 3}},
-            },
-            "data": {"dataset": "digits"},
-            "model": {"kind": "mlp"},
-            "search_space": _MLP_SPACE,
-        },
-        {"study": {"n_trials": 4}, "search_space": {**_MLP_SPACE, "epochs": {"low": 2, "high": 4}}},
+        _MLP_SPACE,
+        study_name="digits-mlp",
+        n_trials=20,
     ),
     _sweep(
         "lr-sweep",
@@ -168,39 +173,30 @@ _PRESET_LIST = [
         variants=_STOPPING,
         data={"train_subset": 300},
     ),
-    _preset(
+    _search(
         "cnn",
         "small CNN on the bundled digits (8x8; MNIST or CIFAR-10 layout with --set data.dataset=...): TPE over "
         "channels, kernel size 3/5, stride 1/2, conv depth, dropout and lr; median pruning; 20 trials",
         {
-            "study": {"name": "cnn", "n_trials": 20, "seed": 0,
-                      "pruner": {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 3}}},
-            "data": {"dataset": "digits"},
-            "model": {"kind": "cnn"},
-            "search_space": {
-                "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "batch_size": 64, "epochs": {"low": 5, "high": 20},
-                "channels": [8, 16, 32], "kernel_size": [3, 5], "stride": [1, 2], "n_conv": {"low": 1, "high": 3},
-                "n_layers": 1, "hidden_units": 64, "dropout": {"low": 0.0, "high": 0.5},
-            },
+            "lr": {"low": 1e-4, "high": 3e-2, "log": True}, "batch_size": 64, "epochs": {"low": 5, "high": 20},
+            "channels": [8, 16, 32], "kernel_size": [3, 5], "stride": [1, 2], "n_conv": {"low": 1, "high": 3},
+            "n_layers": 1, "hidden_units": 64, "dropout": {"low": 0.0, "high": 0.5},
         },
-        {"study": {"n_trials": 3}, "search_space.epochs": {"low": 2, "high": 3}},
+        study_name="cnn",
+        n_trials=20,
+        kind="cnn",
     ),
-    _preset(
+    _search(
         "mlp-mnist",
         "the full MLP search of the mission (lr, batch size, epochs, hidden units, dropout, initializer) sized for "
         "MNIST (--set data.dataset=mnist); digits offline by default; TPE, median pruning, 30 trials",
         {
-            "study": {"name": "mlp-mnist", "n_trials": 30, "seed": 0,
-                      "pruner": {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 3}}},
-            "data": {"dataset": "digits"},
-            "model": {"kind": "mlp"},
-            "search_space": {
-                "lr": {"low": 1e-4, "high": 1e-1, "log": True}, "batch_size": [32, 64, 128, 256],
-                "epochs": {"low": 5, "high": 30}, "n_layers": 2, "hidden_units": {"low": 32, "high": 512, "log": True},
-                "dropout": {"low": 0.0, "high": 0.5}, "initializer": list(INITIALIZERS),
-            },
+            "lr": {"low": 1e-4, "high": 1e-1, "log": True}, "batch_size": [32, 64, 128, 256],
+            "epochs": {"low": 5, "high": 30}, "n_layers": 2, "hidden_units": {"low": 32, "high": 512, "log": True},
+            "dropout": {"low": 0.0, "high": 0.5}, "initializer": list(INITIALIZERS),
         },
-        {"study": {"n_trials": 4}, "search_space.epochs": {"low": 2, "high": 3}},
+        study_name="mlp-mnist",
+        n_trials=30,
     ),
     _preset(
         "search-strategies",

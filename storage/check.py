@@ -15,7 +15,13 @@ import optuna
 from optuna.trial import TrialState
 
 from hpstudy.storage.engine import Heartbeat, open_storage
-from hpstudy.storage.recovery import RetryStaleTrial, dead_local_trials, fail_and_retry, stale_trials
+from hpstudy.storage.recovery import (
+    RetryStaleTrial,
+    dead_local_trials,
+    fail_and_retry,
+    stale_trials,
+    unclaimed_trials,
+)
 from hpstudy.storage.stored_config import has_stored_config, stored_config
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
 from hpstudy.study import trial_attrs
@@ -97,7 +103,11 @@ def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHea
         study_name=name, storage=open_storage(location, mode="write" if fix else "read", heartbeat=heartbeat)
     )
     health = StudyHealth(name=name)
-    stuck = {t.number: t for t in [*dead_local_trials(study), *stale_trials(study)]}
+    grace = cfg.study.grace_period if cfg is not None else 3600
+    stuck = {
+        t.number: t
+        for t in [*dead_local_trials(study), *stale_trials(study), *unclaimed_trials(study, grace_seconds=grace)]
+    }
     health.stuck = sorted(stuck)
     health.running = sorted(
         t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in stuck

@@ -14,6 +14,7 @@ touched.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import socket
 import warnings
@@ -141,11 +142,26 @@ def stale_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in stale_ids]  # noqa: SLF001
 
 
-def recover_abandoned_trials(study: optuna.Study) -> list[int]:
-    """Fail and re-queue every trial whose worker is gone (dead here, or silent past the grace
-    period); returns the numbers of the trials recovered by this call."""
+def unclaimed_trials(study: optuna.Study, *, grace_seconds: float) -> list[FrozenTrial]:
+    """RUNNING trials that never recorded a worker although they started over ``grace_seconds``
+    ago: an hpstudy worker writes its identity first thing, so such a trial's process died between
+    Optuna creating the trial and that write (before any heartbeat, which a stale check needs)."""
+    now = datetime.datetime.now()
+    return [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trial_attrs.WORKER not in t.user_attrs and t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() > grace_seconds
+    ]
+
+
+def recover_abandoned_trials(study: optuna.Study, *, grace_seconds: float) -> list[int]:
+    """Fail and re-queue every trial whose worker is gone (dead here, silent past the grace period,
+    or never claimed); returns the numbers of the trials recovered by this call."""
     recovered = []
-    candidates = {t.number: t for t in [*dead_local_trials(study), *stale_trials(study)]}
+    candidates = {
+        t.number: t
+        for t in [*dead_local_trials(study), *stale_trials(study), *unclaimed_trials(study, grace_seconds=grace_seconds)]
+    }
     for number, trial in sorted(candidates.items()):
         if fail_and_retry(study, trial):
             recovered.append(number)

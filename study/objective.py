@@ -160,12 +160,9 @@ def schedule_of(train: TrainSection, hp: Hyperparams) -> tuple[tuple[int, float]
     return stopping, ((train.scheduler.factor, train.scheduler.patience) if plateau else None)
 
 
-def start_attrs(attempt: Attempt, *, device: torch.device, worker: dict[str, Any] | None) -> dict[str, Any]:
-    """The user attrs written when an attempt starts: seed, device and (if known) worker."""
-    attrs: dict[str, Any] = {trial_attrs.TRIAL_SEED: attempt.seed, trial_attrs.DEVICE: str(device)}
-    if worker is not None:
-        attrs[trial_attrs.WORKER] = worker
-    return attrs
+def start_attrs(attempt: Attempt, *, device: torch.device) -> dict[str, Any]:
+    """The user attrs written once an attempt knows its params: its seed and device."""
+    return {trial_attrs.TRIAL_SEED: attempt.seed, trial_attrs.DEVICE: str(device)}
 
 
 class CheckpointPolicy:
@@ -237,10 +234,12 @@ class Objective:
         began = time.perf_counter()
         self.current_trial = trial.number
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
+        if self.worker is not None:  # first of all: a kill from here on leaves a recognisable trial
+            self._set_attrs(trial, trial_id, {trial_attrs.WORKER: self.worker})
         frozen = self.backend.get_trial(trial_id)
         hp = self.cfg.sample(trial)
         attempt = begin_attempt(self.cfg, frozen, hp, started=began)
-        self._set_attrs(trial, trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
+        self._set_attrs(trial, trial_id, start_attrs(attempt, device=self.device))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
         attempt.timing["sample"] = time.perf_counter() - began

@@ -22,6 +22,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.errors import UserError
@@ -125,13 +126,14 @@ class PackedRun:
             trial = self.study.ask()
         self.calls += 1
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
+        self.backend.set_trial_user_attrs(trial_id, {trial_attrs.WORKER: self.worker})  # recognisable if killed
         hp = self.cfg.sample(trial)
         problem = packable_problem(hp, model_kind=self.cfg.model.kind)
         if problem is not None:
             self.study.tell(trial, state=TrialState.FAIL)
             raise UserError(f"--pack: {problem}; run without --pack")
         attempt = begin_attempt(self.cfg, self.backend.get_trial(trial_id), hp, started=began)
-        self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device, worker=self.worker))
+        self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
         stopping, plateau = schedule_of(self.cfg.train, hp)

@@ -185,7 +185,7 @@ def _run(
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    recovered = tuple(recover_abandoned_trials(study))
+    recovered = tuple(recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period))
     return _optimize(study, cfg, splits=splits, device=device, location=location, seed=seed,
                      recovered=recovered, observer=observer, model_factory=model_factory, backend=storage)
 
@@ -259,22 +259,30 @@ def _optimize(
 def _optimize_until_stopped(
     study: optuna.Study, cfg: StudyConfig, objective: _AdmitWithinTarget, observer: RunObserver | None
 ) -> str:
+    """Optimize to the target. When the target is only reached by counting trials still running
+    elsewhere (another worker's, or a dead process's not yet recognised), wait for them: once they
+    finish the target is met, and if one fails or is recovered, this run trains its replacement."""
     target = cfg.study.n_trials
+    deadline = time.monotonic() + cfg.study.timeout if cfg.study.timeout is not None else None
     stop = _StopRule.from_config(cfg)
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop]
     if observer is not None:
         callbacks.append(observer.trial_finished)
     with _sigterm_as_interrupt(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(
-            objective,
-            timeout=cfg.study.timeout,
-            callbacks=callbacks,
-            catch=(_SurplusTrial,),
-        )
-    if stop.reason is not None:
-        return stop.reason
-    return "target reached" if _n_finished(study) >= target else "timeout"
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if remaining == 0.0:
+                return "timeout"
+            stop.reason = stop.reason_to_stop(study)
+            if stop.reason is None:
+                study.optimize(objective, timeout=remaining, callbacks=callbacks, catch=(_SurplusTrial,))
+                if stop.reason is None:
+                    return "target reached" if _n_finished(study) >= target else "timeout"
+            if stop.reason != "target reached" or _n_finished(study) >= target:
+                return stop.reason
+            time.sleep(cfg.study.heartbeat_interval)
+            recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period)
 
 
 def _packed_run(

@@ -25,7 +25,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 def slow_config(folder: Path, *, name: str, n_trials: int, epochs: int) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(
-        f"study: {{name: {name}, n_trials: {n_trials}, pruner: {{name: median, options: {{n_startup_trials: 100}}}}}}\n"
+        f"study: {{name: {name}, n_trials: {n_trials}, heartbeat_interval: 1, grace_period: 3, "
+        "pruner: {name: median, options: {n_startup_trials: 100}}}\n"
         "train: {device: cpu, checkpoint_every: 1}\n"
         f"search_space: {{epochs: {epochs}, n_layers: 1, hidden_units: 32, batch_size: 32, "
         "lr: {low: 0.001, high: 0.01, log: true}}\n"

@@ -69,7 +69,7 @@ def test_trials_of_dead_local_workers_are_failed_and_requeued(tmp_path):
     alive = running_trial(study, WorkerIdentity.current().to_dict())
     remote = running_trial(study, WorkerIdentity("elsewhere", 1, None).to_dict())
 
-    assert recover_abandoned_trials(study) == [dead.number]
+    assert recover_abandoned_trials(study, grace_seconds=2) == [dead.number]
     trials = {t.number: t for t in study.get_trials()}
     assert trials[dead.number].state == TrialState.FAIL
     assert trials[alive.number].state == TrialState.RUNNING
@@ -79,7 +79,7 @@ def test_trials_of_dead_local_workers_are_failed_and_requeued(tmp_path):
     assert retry.system_attrs["failed_trial"] == dead.number
     assert trial_attrs.lineage(retry) == dead.number
     assert retry.user_attrs == {trial_attrs.TRIAL_SEED: 7}, "the dead attempt's worker is not inherited"
-    assert recover_abandoned_trials(study) == [], "nothing twice"
+    assert recover_abandoned_trials(study, grace_seconds=2) == [], "nothing twice"
 
 
 def test_a_trial_is_recovered_by_only_one_caller(tmp_path):
@@ -99,9 +99,9 @@ def test_silent_remote_worker_is_recovered_after_the_grace_period(tmp_path):
     study = optuna.create_study(storage=storage, study_name="s")
     trial = running_trial(study, WorkerIdentity("elsewhere", 1, None).to_dict())
     storage.record_heartbeat(trial._trial_id)
-    assert recover_abandoned_trials(study) == [], "within the grace period the worker may be alive"
+    assert recover_abandoned_trials(study, grace_seconds=2) == [], "within the grace period the worker may be alive"
     time.sleep(3.2)
-    assert recover_abandoned_trials(study) == [trial.number]
+    assert recover_abandoned_trials(study, grace_seconds=2) == [trial.number]
 
 
 def test_retry_callback_keeps_retry_history(tmp_path):
@@ -123,5 +123,18 @@ def test_recovery_on_postgres(postgres_url):
     storage = open_storage(parse_storage_url(postgres_url), mode="create")
     study = optuna.create_study(storage=storage, study_name="pg")
     dead = running_trial(study, WorkerIdentity(socket.gethostname(), dead_pid(), None).to_dict())
-    assert recover_abandoned_trials(study) == [dead.number]
+    assert recover_abandoned_trials(study, grace_seconds=2) == [dead.number]
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
+
+
+def test_a_trial_killed_before_it_claimed_a_worker_is_recovered_after_the_grace_period(tmp_path):
+    storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 's.db'}"), mode="create")
+    study = optuna.create_study(storage=storage, study_name="s")
+    orphan = study.ask()  # created by Optuna; its process died before writing anything
+    orphan.suggest_float("x", 0, 1)
+    claimed = running_trial(study, WorkerIdentity("elsewhere", 1, None).to_dict())
+    assert recover_abandoned_trials(study, grace_seconds=1.0) == []
+    time.sleep(1.5)
+    assert recover_abandoned_trials(study, grace_seconds=1.0) == [orphan.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[claimed.number] == TrialState.RUNNING, "a claimed trial is left to its worker"
