@@ -18,10 +18,10 @@ CHANCE = 0.1
 CHANCE_LIMIT = 0.15
 
 
-def finished(study: optuna.Study, **params: Any) -> list[FrozenTrial]:
+def finished(optuna_study: optuna.Study, **params: Any) -> list[FrozenTrial]:
     """The study's finished trials whose params equal ``params``."""
     return [
-        t for t in study.get_trials(deepcopy=False)
+        t for t in optuna_study.get_trials(deepcopy=False)
         if t.state.is_finished() and all(t.params.get(k) == v for k, v in params.items())
     ]
 

@@ -166,9 +166,9 @@ def test_sweep_report_shows_final_values_findings_and_curves_per_study(sweep_url
     titles = [s.title for s in content.sections]
     assert titles[:2] == ["Sweep: final values", "Sweep: learning curves"], "the sweep comes first"
     assert "Search strategies" not in titles, "one sampler only: nothing to compare"
-    for study in studies:
-        findings = sweep_findings(sweep_view(load_study_data(study)))
-        assert findings and all(line in visible for line in findings), study.study_name
+    for each in studies:
+        findings = sweep_findings(sweep_view(load_study_data(each)))
+        assert findings and all(line in visible for line in findings), each.study_name
     assert "No repeat recorded a finite loss, so there is no curve to draw." in visible
     assert "No curve for lr = 1e+08: every repeat diverged." in visible
     assert not any(FAILED_TO_DRAW in chunk for chunk in page.text)

@@ -17,10 +17,10 @@ from tests.reports_tests.builders import LR, falling, hp_study, hp_trial
 from tests.reports_tests.sweep_studies import STRATEGY_SAMPLERS, STRATEGY_TRIALS
 
 
-def best_so_far(study: optuna.Study) -> list[float]:
+def best_so_far(optuna_study: optuna.Study) -> list[float]:
     """The lowest value after each finished trial, in trial-number order (NaN before any)."""
     out, best = [], float("nan")
-    for trial in stored.finished(study):
+    for trial in stored.finished(optuna_study):
         if trial.value is not None and not best <= trial.value:
             best = trial.value
         out.append(best)

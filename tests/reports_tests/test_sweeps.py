@@ -33,14 +33,14 @@ def traces(fig, **wanted):
 
 
 def test_lr_sweep_counts_divergence_and_chance_and_averages_the_stored_values(sweep_url):
-    study = load(sweep_url, "lr-sweep")
-    sweep = sweep_view(load_study_data(study))
+    optuna_study = load(sweep_url, "lr-sweep")
+    sweep = sweep_view(load_study_data(optuna_study))
     findings = sweep_findings(sweep)
     assert (sweep.param, sweep.series_param, sweep.log, sweep.categorical) == ("lr", None, True, False)
-    assert sweep.x_values == tuple(sorted({t.params["lr"] for t in stored.finished(study)}))
+    assert sweep.x_values == tuple(sorted({t.params["lr"] for t in stored.finished(optuna_study)}))
     seen_diverged = seen_chance = 0
     for point in sweep.points:
-        trials = stored.finished(study, lr=point.x)
+        trials = stored.finished(optuna_study, lr=point.x)
         assert sorted(r.number for r in point.repeats) == sorted(t.number for t in trials)
         diverged = [t for t in trials if stored.diverged(t)]
         chance = [t for t in trials if stored.at_chance(t)]
@@ -58,43 +58,43 @@ def test_lr_sweep_counts_divergence_and_chance_and_averages_the_stored_values(sw
         seen_diverged += len(diverged)
         seen_chance += len(chance)
     assert seen_diverged and seen_chance, "the fixture shows both divergence and chance accuracy"
-    means = {p.x: statistics.mean(t.value for t in stored.completed(stored.finished(study, lr=p.x)))
+    means = {p.x: statistics.mean(t.value for t in stored.completed(stored.finished(optuna_study, lr=p.x)))
              for p in sweep.points if p.completed}
     best = min(means, key=means.get)
     assert any(line.startswith(f"Best: lr = {best:g}, validation loss") for line in findings)
 
 
 def test_lr_sweep_figures_show_one_series_per_value_with_bands_and_marks(sweep_url):
-    study = load(sweep_url, "lr-sweep")
-    figures = figures_for([study])
+    optuna_study = load(sweep_url, "lr-sweep")
+    figures = figures_for([optuna_study])
     finals, curves = figures["sweep[lr-sweep]"], figures["sweep_curves[lr-sweep]"]
-    learned = sorted({t.params["lr"] for t in stored.completed(stored.finished(study))})
+    learned = sorted({t.params["lr"] for t in stored.completed(stored.finished(optuna_study))})
     (best,) = traces(finals, name="at the best epoch", xaxis="x")
     assert list(best.x) == pytest.approx(learned), "x values are the swept values"
     for x, y, plus, minus in zip(best.x, best.y, best.error_y.array, best.error_y.arrayminus):
-        values = [t.value for t in stored.completed(stored.finished(study, lr=x))]
+        values = [t.value for t in stored.completed(stored.finished(optuna_study, lr=x))]
         assert y == pytest.approx(statistics.mean(values))
         assert (y + plus, y - minus) == pytest.approx((max(values), min(values))), "error bars run min to max"
-    diverged = [lr for lr in sorted({t.params["lr"] for t in stored.finished(study)})
-                if any(stored.diverged(t) for t in stored.finished(study, lr=lr))]
+    diverged = [lr for lr in sorted({t.params["lr"] for t in stored.finished(optuna_study)})
+                if any(stored.diverged(t) for t in stored.finished(optuna_study, lr=lr))]
     for marks in traces(finals, name="diverged repeats"):
         assert list(marks.x) == pytest.approx(diverged)
         assert list(marks.text) == [
-            f"{sum(map(stored.diverged, stored.finished(study, lr=lr)))}/{len(stored.finished(study, lr=lr))} diverged"
+            f"{sum(map(stored.diverged, stored.finished(optuna_study, lr=lr)))}/{len(stored.finished(optuna_study, lr=lr))} diverged"
             for lr in diverged
         ]
     assert len(traces(finals, name="diverged repeats")) == 2, "on the loss and the accuracy panel"
     assert finals.layout.xaxis.type == "log" and list(finals.layout.xaxis.tickvals) == pytest.approx(
-        sorted({t.params["lr"] for t in stored.finished(study)})
+        sorted({t.params["lr"] for t in stored.finished(optuna_study)})
     )
-    drawn = [lr for lr in sorted({t.params["lr"] for t in stored.finished(study)})
-             if not all(map(stored.diverged, stored.finished(study, lr=lr)))]
+    drawn = [lr for lr in sorted({t.params["lr"] for t in stored.finished(optuna_study)})
+             if not all(map(stored.diverged, stored.finished(optuna_study, lr=lr)))]
     for axis in ("x", "x2", "x3", "x4"):
         means = [t for t in curves.data if t.xaxis == axis and t.mode == "lines+markers"]
         assert sorted(t.name for t in means) == sorted(f"lr = {lr:g}" for lr in drawn), "one curve per value"
         assert len([t for t in curves.data if t.xaxis == axis and t.fill == "tonexty"]) == len(drawn), "a band each"
     lr = drawn[-1]
-    kept = [t for t in stored.finished(study, lr=lr) if not stored.diverged(t)]
+    kept = [t for t in stored.finished(optuna_study, lr=lr) if not stored.diverged(t)]
     (mean,) = [t for t in curves.data if t.xaxis == "x2" and t.name == f"lr = {lr:g}" and t.mode == "lines+markers"]
     assert list(mean.y) == pytest.approx(stored.per_epoch(kept, "val_loss", "mean"), abs=1e-6)
     index = curves.data.index(mean)
@@ -104,20 +104,20 @@ def test_lr_sweep_figures_show_one_series_per_value_with_bands_and_marks(sweep_u
 
 
 def test_two_params_draw_a_series_per_value_of_the_one_with_fewer_values(sweep_url):
-    study = load(sweep_url, "lr-activation")
-    sweep = sweep_view(load_study_data(study))
+    optuna_study = load(sweep_url, "lr-activation")
+    sweep = sweep_view(load_study_data(optuna_study))
     assert (sweep.param, sweep.series_param, sweep.series_values) == ("lr", "activation", ("relu", "sigmoid"))
     for point in sweep.points:
-        trials = stored.finished(study, lr=point.x, activation=point.series)
+        trials = stored.finished(optuna_study, lr=point.x, activation=point.series)
         assert [r.number for r in point.at_chance] == [t.number for t in trials if stored.at_chance(t)]
     assert any(point.at_chance for point in sweep.points)
-    figures = figures_for([study])
+    figures = figures_for([optuna_study])
     finals, curves = figures["sweep[lr-activation]"], figures["sweep_curves[lr-activation]"]
     findings = sweep_findings(sweep)
     for activation in ("relu", "sigmoid"):
         (best,) = traces(finals, name=f"activation = {activation}: at the best epoch", xaxis="x")
-        means = {lr: statistics.mean(t.value for t in stored.completed(stored.finished(study, lr=lr, activation=activation)))
-                 for lr in sorted({t.params["lr"] for t in stored.finished(study)})}
+        means = {lr: statistics.mean(t.value for t in stored.completed(stored.finished(optuna_study, lr=lr, activation=activation)))
+                 for lr in sorted({t.params["lr"] for t in stored.finished(optuna_study)})}
         assert list(best.x) == pytest.approx(list(means)) and list(best.y) == pytest.approx(list(means.values()))
         lowest = min(means, key=means.get)
         assert f"With activation = {activation} the best lr is {lowest:g} (validation loss" in " ".join(findings)
@@ -128,28 +128,28 @@ def test_two_params_draw_a_series_per_value_of_the_one_with_fewer_values(sweep_u
 
 
 def test_epochs_sweep_finds_where_validation_loss_is_lowest(sweep_url):
-    study = load(sweep_url, "epochs-sweep")
-    findings = sweep_findings(sweep_view(load_study_data(study)))
-    longest = max(t.params["epochs"] for t in stored.finished(study))
-    mean = stored.per_epoch(stored.finished(study, epochs=longest), "val_loss", "mean")
+    optuna_study = load(sweep_url, "epochs-sweep")
+    findings = sweep_findings(sweep_view(load_study_data(optuna_study)))
+    longest = max(t.params["epochs"] for t in stored.finished(optuna_study))
+    mean = stored.per_epoch(stored.finished(optuna_study, epochs=longest), "val_loss", "mean")
     lowest = min(range(len(mean)), key=mean.__getitem__)
     line = next(line for line in findings if line.startswith(f"epochs = {longest}: mean validation loss"))
     assert f"is lowest at epoch {lowest + 1} ({mean[lowest]:.3g})" in line
     rise = (mean[-1] - mean[lowest]) / mean[lowest]
     expected = "still falling" if lowest == len(mean) - 1 else "stays within 10%" if rise <= 0.1 else f"rising {rise:.0%}"
     assert expected in line
-    last = {e: [stored.curve(t, "val_loss")[-1] for t in stored.finished(study, epochs=e)]
-            for e in {t.params["epochs"] for t in stored.finished(study)}}
+    last = {e: [stored.curve(t, "val_loss")[-1] for t in stored.finished(optuna_study, epochs=e)]
+            for e in {t.params["epochs"] for t in stored.finished(optuna_study)}}
     best = min(last, key=lambda e: statistics.mean(last[e]))
     assert f"Validation loss at the last epoch is lowest for epochs = {best} ({stored.spread_text(last[best])})." in findings
 
 
 def test_early_stopping_sweep_reports_epochs_run_against_requested(sweep_url):
-    study = load(sweep_url, "patience-sweep")
-    findings = sweep_findings(sweep_view(load_study_data(study)))
+    optuna_study = load(sweep_url, "patience-sweep")
+    findings = sweep_findings(sweep_view(load_study_data(optuna_study)))
     stopped = 0
     for patience in (1, 3):
-        trials = stored.completed(stored.finished(study, patience=patience))
+        trials = stored.completed(stored.finished(optuna_study, patience=patience))
         run = statistics.mean(t.user_attrs[trial_attrs.EPOCHS_RUN] for t in trials)
         requested = statistics.mean(t.user_attrs[trial_attrs.EPOCHS_REQUESTED] for t in trials)
         early = [t for t in trials if t.user_attrs[trial_attrs.END_REASON].startswith("early stopped")]
@@ -163,15 +163,15 @@ def test_early_stopping_sweep_reports_epochs_run_against_requested(sweep_url):
 
 
 def test_one_categorical_param_without_repeats(sweep_url):
-    study = load(sweep_url, "optimizer-once")
-    sweep = sweep_view(load_study_data(study))
+    optuna_study = load(sweep_url, "optimizer-once")
+    sweep = sweep_view(load_study_data(optuna_study))
     assert sweep.categorical and sweep.x_values == ("sgd", "adam", "rmsprop"), "in the order of the choices"
     assert [len(p.repeats) for p in sweep.points] == [1, 1, 1]
     findings = sweep_findings(sweep)
-    for trial in stored.finished(study):
+    for trial in stored.finished(optuna_study):
         line = next(line for line in findings if line.startswith(f"optimizer = {trial.params['optimizer']}:"))
         assert f"validation loss {trial.value:.3g}, accuracy" in line and "over 1 completed repeat." in line
-    finals = figures_for([study])["sweep[optimizer-once]"]
+    finals = figures_for([optuna_study])["sweep[optimizer-once]"]
     assert list(finals.layout.xaxis.ticktext) == ["sgd", "adam", "rmsprop"]
     assert list(finals.layout.xaxis.tickvals) == [0, 1, 2]
     (best,) = traces(finals, name="at the best epoch", xaxis="x")
@@ -179,15 +179,15 @@ def test_one_categorical_param_without_repeats(sweep_url):
 
 
 def test_a_sweep_where_every_trial_diverged_is_explained(sweep_url):
-    study = load(sweep_url, "all-diverged")
-    trials = stored.finished(study)
+    optuna_study = load(sweep_url, "all-diverged")
+    trials = stored.finished(optuna_study)
     assert trials and all(map(stored.diverged, trials))
-    content = report_content([study])
+    content = report_content([optuna_study])
     panels = {p.key: p for s in content.sections for p in s.panels}
     finals, curves = panels["sweep[all-diverged]"], panels["sweep_curves[all-diverged]"]
     assert curves.figure is None and curves.note == "No repeat recorded a finite loss, so there is no curve to draw."
     for lr in (1e8, 1e9):
-        epochs = sorted({int(t.user_attrs[trial_attrs.END_REASON].split()[3]) for t in stored.finished(study, lr=lr)})
+        epochs = sorted({int(t.user_attrs[trial_attrs.END_REASON].split()[3]) for t in stored.finished(optuna_study, lr=lr)})
         at = f"at epoch {epochs[0]}" if len(epochs) == 1 else f"at epoch {epochs[0]} to {epochs[-1]}"
         assert f"lr = {lr:g}: diverged in 2 of 2 repeats ({at})." in finals.findings
     assert "No lr value completed a repeat without diverging: there is no best value." in finals.findings
@@ -215,15 +215,15 @@ def test_variants_are_labelled_by_name_with_what_they_stand_for(tmp_path):
     dists = {"variant": CategoricalDistribution(list(variants)), "seed": CategoricalDistribution([0, 1])}
     pairs = [(name, seed) for name in variants for seed in (0, 1)]
     trials = [hp_trial({"variant": v, "seed": s}, dists, val_loss=falling(2.0, 0.3 + i / 10, 3)) for i, (v, s) in enumerate(pairs)]
-    study = hp_study(f"sqlite:///{tmp_path / 'v.db'}", "variants", trials, space={"variant": list(variants), "seed": [0, 1]},
+    optuna_study = hp_study(f"sqlite:///{tmp_path / 'v.db'}", "variants", trials, space={"variant": list(variants), "seed": [0, 1]},
                      config_values={"variants": variants})
-    sweep = sweep_view(load_study_data(study))
+    sweep = sweep_view(load_study_data(optuna_study))
     assert sweep.categorical and sweep.x_values == tuple(variants)
     findings = sweep_findings(sweep)
     for name in variants:
-        values = [t.value for t in stored.finished(study, variant=name)]
+        values = [t.value for t in stored.finished(optuna_study, variant=name)]
         assert f"variant = {name}: at the best epoch validation loss {stored.spread_text(values)}" in " ".join(findings)
-    panels = {p.key: p for s in report_content([study]).sections for p in s.panels}
+    panels = {p.key: p for s in report_content([optuna_study]).sections for p in s.panels}
     finals = panels["sweep[variants]"]
     assert finals.note == f"Variants: sgd_momentum: optimizer = sgd, momentum = 0.9, lr = 0.05; {XSS[0]}: optimizer = adam."
     assert list(finals.figure.layout.xaxis.ticktext) == ["sgd_momentum", html.escape(XSS[0], quote=False)]
