@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 
 from hpstudy.reports.bands import Band, band_of, padded_frame
 from hpstudy.reports.formatting import choice_text
@@ -287,14 +287,21 @@ def _why_not_a_sweep(data: StudyData, finished: pd.DataFrame) -> str | None:
             "is drawn for studies that vary one or two (besides the repeat index seed). The slice plots show each "
             "parameter."
         )
+    continuous = [name for name in data.swept if _continuous(data.distributions[name])]
+    if continuous:
+        return (
+            f"Not a sweep: {' and '.join(continuous)} {'is' if len(continuous) == 1 else 'are'} drawn from a continuous "
+            "range, so no two trials share a value to average over (a grid sweeps a list of values, or a range with a "
+            "step). The slice plots show each trial."
+        )
     counts = {name: len(_values_of(data, finished, name)) for name in data.swept}
     fewest = min(counts.values())
     most = max(counts.values())
     if most > MAX_VALUES or (len(counts) == 2 and fewest > MAX_SERIES):
         shown = " and ".join(f"{name} {count}" for name, count in counts.items())
         return (
-            f"Not drawn as a sweep: the trials took too many different values ({shown}; drawn from a range rather "
-            f"than a grid) to average repeats per value. The sweep view needs at most {MAX_VALUES} values"
+            f"Not drawn as a sweep: the trials took too many different values ({shown}) to average repeats per "
+            f"value. The sweep view needs at most {MAX_VALUES} values"
             + (f", and at most {MAX_SERIES} of the second parameter" if len(counts) == 2 else "")
             + "; the slice plots show each trial."
         )
@@ -398,6 +405,10 @@ def _any_diverged(finished: pd.DataFrame) -> bool:
 def _param(row: Mapping[str, Any], name: str) -> Any:
     value = row.get(f"params_{name}")
     return None if is_missing(value) else json_ready(value)
+
+
+def _continuous(dist: BaseDistribution) -> bool:
+    return isinstance(dist, FloatDistribution) and dist.step is None
 
 
 def _matches(value: Any, other: Any) -> bool:

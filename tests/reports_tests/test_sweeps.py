@@ -8,7 +8,7 @@ import statistics
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bench.synthetic import add_synthetic_study
 from hpstudy.reports import figures_for
@@ -200,9 +200,13 @@ def test_studies_that_are_not_sweeps_say_why(tmp_path):
     wide = add_synthetic_study(url, "eight-params", n_trials=12, epochs=3)
     assert sweep_view(load_study_data(wide)).note.startswith("Not a sweep: the study searches 8 parameters")
     lr = FloatDistribution(1e-4, 1e-1, log=True)
-    ranged = [hp_trial({"lr": 10 ** -(1 + i / 7)}, {"lr": lr}, val_loss=falling(2.0, 0.3, 3)) for i in range(MAX_VALUES + 1)]
+    ranged = [hp_trial({"lr": 10 ** -(1 + i / 7)}, {"lr": lr}, val_loss=falling(2.0, 0.3, 3)) for i in range(4)]
     note = sweep_view(load_study_data(hp_study(url, "ranged", ranged))).note
-    assert note.startswith(f"Not drawn as a sweep: the trials took too many different values (lr {MAX_VALUES + 1};")
+    assert note.startswith("Not a sweep: lr is drawn from a continuous range, so no two trials share a value")
+    epochs = IntDistribution(1, 40)
+    many = [hp_trial({"epochs": e}, {"epochs": epochs}, val_loss=falling(2.0, 0.3, 3)) for e in range(1, MAX_VALUES + 2)]
+    note = sweep_view(load_study_data(hp_study(url, "many", many, space={"epochs": {"low": 1, "high": 40}}))).note
+    assert note.startswith(f"Not drawn as a sweep: the trials took too many different values (epochs {MAX_VALUES + 1})")
     seeds = CategoricalDistribution([0, 1, 2])
     repeats = [hp_trial({"seed": s}, {"seed": seeds}, val_loss=falling(2.0, 0.3, 3)) for s in (0, 1, 2)]
     note = sweep_view(load_study_data(hp_study(url, "seeds", repeats, space={"seed": [0, 1, 2]}))).note
