@@ -99,12 +99,12 @@ def strategy_comparisons(loaded: Sequence[StudyData]) -> tuple[StrategyCompariso
 def why_no_strategy_comparison(loaded: Sequence[StudyData]) -> str | None:
     """Why studies run with different samplers are not compared (they differ in more than the
     sampler), or None when there is nothing to explain."""
-    configured = [data for data in loaded if data.config is not None]
-    if len({_sampler(data) for data in configured}) < 2 or strategy_comparisons(loaded):
+    configured = [(data, data.config) for data in loaded if data.config is not None]
+    if len({config.study.sampler.name for _, config in configured}) < 2 or strategy_comparisons(loaded):
         return None
-    first = configured[0]
-    other = next(data for data in configured if _sampler(data) != _sampler(first))
-    difference = first_difference(_space_identity(first.config), _space_identity(other.config))  # type: ignore[arg-type]
+    (first, first_config), *rest = configured
+    other, other_config = next(pair for pair in rest if pair[1].study.sampler.name != first_config.study.sampler.name)
+    difference = first_difference(_space_identity(first_config), _space_identity(other_config))
     return (
         f"Search strategies are compared only between studies of one search space that differ in nothing but "
         f"their sampler, its seed and the study name; '{first.name}' ({_sampler(first)}) and '{other.name}' "
@@ -141,9 +141,11 @@ def strategy_findings(comparison: StrategyComparison) -> tuple[str, ...]:
         if not final.count:
             lines.append(f"{group.sampler} ({studies}): no trial completed.")
             continue
-        found_at = [_first_reaching(run.by_trial, run.final, comparison.maximize) for run in group.runs]
-        found_trials = [k for k in found_at if k is not None]
-        found_seconds = [run.seconds[k - 1] for run, k in zip(group.runs, found_at) if k is not None and run.seconds]
+        maximize = comparison.maximize
+        found_trials = [k for run in group.runs if (k := _first_reaching(run.by_trial, run.final, maximize=maximize))]
+        found_seconds = [  # by_time runs in the order trials finished, which parallel workers shuffle
+            run.seconds[k - 1] for run in group.runs if (k := _first_reaching(run.by_time, run.final, maximize=maximize))
+        ]
         line = (
             f"{group.sampler} ({studies}): best {comparison.objective} {spread_text(final)}, found after "
             f"{_trials_text(float(np.mean(found_trials)))}"
@@ -152,7 +154,7 @@ def strategy_findings(comparison: StrategyComparison) -> tuple[str, ...]:
             line += f" and {np.mean(found_seconds):.3g} s"
         line += " on average" if len(group.runs) > 1 else ""
         reached = [
-            _reached_text(group, other, value, comparison.maximize)
+            _reached_text(group, other, value, maximize=comparison.maximize)
             for other, value in references.items()
             if other != group.sampler
         ]
@@ -211,7 +213,7 @@ def _by_time_band(runs: Sequence[BestSoFar]) -> Band:
 # ---------------------------------------------------------------- findings
 
 
-def _first_reaching(by_trial: Sequence[float], target: float, maximize: bool) -> int | None:
+def _first_reaching(by_trial: Sequence[float], target: float, *, maximize: bool) -> int | None:
     """The trial count at which the best so far first reached ``target``, None when it never did."""
     for count, value in enumerate(by_trial, start=1):
         if math.isfinite(value) and (value >= target if maximize else value <= target):
@@ -219,8 +221,8 @@ def _first_reaching(by_trial: Sequence[float], target: float, maximize: bool) ->
     return None
 
 
-def _reached_text(group: StrategyGroup, other: str, target: float, maximize: bool) -> str:
-    reached = [k for run in group.runs if (k := _first_reaching(run.by_trial, target, maximize)) is not None]
+def _reached_text(group: StrategyGroup, other: str, target: float, *, maximize: bool) -> str:
+    reached = [k for run in group.runs if (k := _first_reaching(run.by_trial, target, maximize=maximize)) is not None]
     if not reached:
         return f"never reached {other}'s final best ({target:.3g})"
     share = f" ({len(reached)} of {len(group.runs)} studies)" if len(group.runs) > 1 else ""
