@@ -13,6 +13,7 @@ from hpstudy.reports.curves import OVERFIT_RISE
 from hpstudy.reports.formatting import choice_text
 from hpstudy.reports.bands import Band
 from hpstudy.reports.sweeps import Spread, Sweep, SweepPoint
+from hpstudy.search_spaces.catalog import PARAMETERS
 
 EPOCHS_PARAM = "epochs"
 METRIC_WORDS = {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}
@@ -139,12 +140,14 @@ def _ranked(sweep: Sweep, points: tuple[SweepPoint, ...]) -> list[SweepPoint]:
 
 
 def _edge_text(sweep: Sweep, best: SweepPoint) -> str:
-    """A note when the best value is the smallest or largest of three or more numeric values swept."""
+    """A note when the best value is the smallest or largest of three or more numeric values swept
+    (unless it is the least or most the parameter allows)."""
     if sweep.categorical or len(sweep.x_values) < 3:
         return ""
-    if best.x == sweep.x_values[-1]:
+    allowed = PARAMETERS.get(str(sweep.param))
+    if best.x == sweep.x_values[-1] and (allowed is None or allowed.maximum is None or best.x < allowed.maximum):
         return f" It is the largest {sweep.param} swept: a larger one may do better."
-    if best.x == sweep.x_values[0]:
+    if best.x == sweep.x_values[0] and (allowed is None or allowed.minimum is None or best.x > allowed.minimum):
         return f" It is the smallest {sweep.param} swept: a smaller one may do better."
     return ""
 

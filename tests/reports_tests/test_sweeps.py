@@ -121,6 +121,13 @@ def test_two_params_draw_a_series_per_value_of_the_one_with_fewer_values(sweep_u
         assert list(best.x) == pytest.approx(list(means)) and list(best.y) == pytest.approx(list(means.values()))
         lowest = min(means, key=means.get)
         assert f"With activation = {activation} the best lr is {lowest:g} (validation loss" in " ".join(findings)
+    pairs = {(t.params["lr"], t.params["activation"]) for t in stored.finished(optuna_study)}
+    mean = {pair: statistics.mean(t.value for t in stored.completed(stored.finished(optuna_study, lr=pair[0], activation=pair[1])))
+            for pair in pairs}
+    best_lr, best_activation = min(mean, key=mean.get)
+    (best_line,) = [line for line in findings if line.startswith("Best: ")]
+    assert best_line.startswith(f"Best: lr = {best_lr:g} with activation = {best_activation}, validation loss")
+    assert ("It is the largest lr swept" in best_line) == (best_lr == max(lr for lr, _ in pairs))
     row_titles = {a.text for a in curves.layout.annotations}
     assert {"activation = relu", "activation = sigmoid"} <= row_titles
     second_row = [t for t in curves.data if t.xaxis in ("x5", "x6", "x7", "x8") and t.mode == "lines+markers"]
@@ -234,3 +241,14 @@ def test_variants_are_labelled_by_name_with_what_they_stand_for(tmp_path):
     (best,) = traces(finals.figure, name="at the best epoch", xaxis="x")
     assert best.customdata[0][0] == "variant = sgd_momentum (optimizer = sgd, momentum = 0.9, lr = 0.05)", "bundle in the hover"
     assert best.customdata[1][0] == html.escape(f"variant = {XSS[0]} (optimizer = adam)", quote=False)
+
+
+@pytest.mark.parametrize(("slope", "hint"), [(1.0, None), (-1.0, "It is the largest dropout swept: a larger one may do better.")])
+def test_the_best_value_at_an_end_of_the_sweep_is_pointed_out_unless_the_param_ends_there(tmp_path, slope, hint):
+    dists = {"dropout": CategoricalDistribution([0.0, 0.2, 0.5])}
+    trials = [hp_trial({"dropout": p}, dists, val_loss=falling(2.0, 0.5 + slope * p / 2, 3)) for p in (0.0, 0.2, 0.5)]
+    findings = sweep_findings(sweep_view(load_study_data(hp_study(f"sqlite:///{tmp_path / 'd.db'}", "d", trials,
+                                                                  space={"dropout": [0.0, 0.2, 0.5]}))))
+    (best,) = [line for line in findings if line.startswith("Best: ")]
+    assert best.startswith(f"Best: dropout = {0 if slope > 0 else 0.5},")
+    assert (hint in best) if hint else "It is the" not in best, "dropout cannot go below 0"
