@@ -428,18 +428,12 @@ def _value(trial: Any) -> str:
 
 
 def _cmd_spaces(args: argparse.Namespace, console: Console) -> int:
-    from rich.table import Table
-
     from hpstudy.search_spaces.presets import PRESETS
-    from hpstudy.search_spaces.space import SearchSpace
+    from hpstudy.study.config import load_config
+    from hpstudy.study.console import preset_table
 
     for preset in PRESETS.values():
-        table = Table(title=f"{preset.name}: {preset.description}", title_justify="left", show_header=False)
-        table.add_column("parameter")
-        table.add_column("range")
-        for name, text in SearchSpace.from_dict(preset.config.get("search_space", {})).describe().items():
-            table.add_row(name, text)
-        console.print(table)
+        console.print(preset_table(preset, load_config(preset=preset.name)))
     return EXIT_OK
 
 

@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpstudy.reports.tables import StudyRow
+from hpstudy.search_spaces.presets import Preset
 from hpstudy.storage.check import CheckReport
 from hpstudy.study import trial_attrs
+from hpstudy.study.config import StudyConfig
 from hpstudy.study.runner import FINISHED_STATES, RunResult
 
 TOP_TRIALS = 5
@@ -179,3 +181,25 @@ def print_check_report(console: Console, report: CheckReport) -> None:
         if not (health.running or health.stuck or health.orphans):
             console.print("  ok")
     console.print("No problems found" if not report.problems else f"{report.problems} problem(s) left")
+
+
+def preset_table(preset: Preset, cfg: StudyConfig) -> Table:
+    """`hpstudy spaces`: a preset's description, what it searches, its variants, what it fixes."""
+    sampler = cfg.study.sampler.name
+    size = f"{cfg.study.n_trials} trials" + (" (the whole grid)" if sampler == "grid" else "")
+    table = Table(title=f"{preset.name}: {preset.description}", title_justify="left", show_header=False,
+                  caption=f"{sampler} sampler, {cfg.study.pruner.name} pruner, {size}, {cfg.model.kind} on {cfg.data.dataset}",
+                  caption_justify="left")
+    table.add_column("parameter", style="bold")
+    table.add_column("range")
+    described = cfg.search_space.describe()
+    for name in cfg.search_space.searched:
+        table.add_row(name, described[name])
+    for variant, bundle in cfg.variants.items():
+        table.add_row(f"  {variant}", ", ".join(f"{key}={value}" for key, value in bundle.items()))
+    set_by_variants = {key for bundle in cfg.variants.values() for key in bundle}
+    fixed = [f"{name}={spec.to_dict()}" for name, spec in cfg.search_space.specs.items()
+             if name not in cfg.search_space.searched and name not in set_by_variants]
+    if fixed:
+        table.add_row("fixed", ", ".join(fixed))
+    return table
