@@ -210,37 +210,42 @@ def _optimize(
     if observer is not None:
         observer.started(study, target=target, finished=_n_finished(study), device=device_name)
     stop_reason = "target reached"
-    writer = CheckpointWriter() if cfg.train.checkpoints else None
-    objective = Objective(
-        cfg,
-        splits,
-        study=study,
-        device=device,
-        backend=backend,
-        checkpoints=CheckpointStore(
-            checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
-        ) if writer else None,
-        writer=writer,
-        worker=WorkerIdentity.current().to_dict(),
-        model_factory=model_factory,
-    )
-    admit = _AdmitWithinTarget(objective, target)
-    packed = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer) if cfg.train.pack > 1 else None
-    counter = packed or admit
+    writer = CheckpointWriter() if cfg.train.checkpoints and cfg.train.pack == 1 else None
+    driver: _AdmitWithinTarget | PackedRun
+    if cfg.train.pack > 1:
+        driver = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer)
+    else:
+        driver = _AdmitWithinTarget(
+            Objective(
+                cfg,
+                splits,
+                study=study,
+                device=device,
+                backend=backend,
+                checkpoints=CheckpointStore(
+                    checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
+                ) if writer else None,
+                writer=writer,
+                worker=WorkerIdentity.current().to_dict(),
+                model_factory=model_factory,
+            ),
+            target,
+        )
     try:
         stop_reason = _StopRule.from_config(cfg).reason_to_stop(study) or (
-            _run_packed(packed) if packed is not None else _optimize_until_stopped(study, cfg, admit, observer)
+            _run_packed(driver) if isinstance(driver, PackedRun) else _optimize_until_stopped(study, cfg, driver, observer)
         )
     except KeyboardInterrupt as exc:
         stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        _requeue(study, objective.current_trial)
+        if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
+            _requeue(study, driver.objective.current_trial)
     except Exception as exc:
-        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=counter.calls)
+        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
         raise
     finally:
         if writer is not None:
             writer.close()
-    trials_this_run = counter.calls
+    trials_this_run = driver.calls
     run_record.finish(study, stop_reason=stop_reason, trials=trials_this_run)
     return RunResult(
         study_name=study.study_name,
