@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F

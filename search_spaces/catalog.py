@@ -123,9 +123,6 @@ PARAMETERS: dict[str, ParamInfo] = {
 #: Parameters a variant may not set: they say which repeat or which variant a trial is.
 NOT_IN_VARIANTS = frozenset({"seed", "variant"})
 
-#: Parameters that only shape a CNN; an MLP ignores them.
-CNN_ONLY = frozenset({"channels", "kernel_size", "stride", "n_conv"})
-
 PER_LAYER_PREFIX = "hidden_units_l"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpstudy.search_spaces.catalog import ACTIVATIONS, CNN_ONLY, INITIALIZERS, OPTIMIZERS, PARAMETERS
+from hpstudy.search_spaces.catalog import ACTIVATIONS, INITIALIZERS, OPTIMIZERS, PARAMETERS
 from hpstudy.search_spaces.space import SearchSpace
 from hpstudy.study.errors import UserError
 
@@ -95,10 +95,6 @@ def test_grid_of_stepped_and_categorical_params():
 def test_grid_refuses_a_continuous_range():
     with pytest.raises(UserError, match="grid sampler needs choices or a step for lr"):
         SearchSpace.from_dict({"lr": {"low": 0.001, "high": 0.1}}).grid()
-
-
-def test_cnn_only_params_are_catalogued():
-    assert CNN_ONLY <= set(PARAMETERS)
 
 
 def test_a_variant_brings_in_its_bundle():
