@@ -35,21 +35,48 @@ INITIALIZER_NAMES = ("default", *_WEIGHT_INITS)
 POOL_MIN_SIZE = 4  # max-pool a conv block's output only while it is at least this wide
 
 
+#: Dropout's random draws on the CPU: 16-bit lanes of 64-bit words, four mask entries per draw.
+_LANES = 65536
+
+
+def dropout_threshold(p: float) -> tuple[int, float]:
+    """For dropout probability ``p``: the 16-bit threshold a lane must reach to keep its unit, and
+    the scale of kept units, ``1 / P(keep)`` (``p`` is rounded to a multiple of 1/65536)."""
+    dropped = round(p * _LANES)
+    return dropped - _LANES // 2, _LANES / (_LANES - dropped)
+
+
+def keep_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """A dropout keep mask of ``shape`` (True with probability ``1 - p``), drawn on the CPU.
+
+    PyTorch's CPU generator (a Mersenne twister) costs about the same per draw whatever the type
+    drawn, so one 64-bit draw gives four mask entries (its 16-bit lanes, each compared with
+    ``dropout_threshold(p)``): about three times faster than ``rand >= p`` and five times faster
+    than the Bernoulli sampler behind ``nn.Dropout``.
+    """
+    count = math.prod(shape)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
+    lanes = words.random_(-(2**63), None, generator=generator).view(torch.int16)[:count].view(shape)
+    return lanes >= dropout_threshold(p)[0]
+
+
 class Dropout(nn.Module):
-    """Inverted dropout. On the CPU the mask comes from uniform draws (``rand >= p``), about twice
-    as fast as the Bernoulli sampler behind ``nn.Dropout``; on a GPU it is ``F.dropout`` itself."""
+    """Inverted dropout. On the CPU the mask comes from ``keep_mask`` (four entries per random
+    draw); on a GPU it is ``F.dropout`` itself."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
+        self.scale = dropout_threshold(p)[1]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return inputs
         if inputs.device.type != "cpu":
             return nn.functional.dropout(inputs, self.p, training=True)
-        keep = torch.rand_like(inputs) >= self.p
-        return inputs * keep.to(inputs.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = keep_mask(tuple(inputs.shape), self.p)
+        return inputs * keep.to(inputs.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

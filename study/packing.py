@@ -33,7 +33,7 @@ from torch import nn
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.data import Splits
-from hpstudy.study.models import build_model
+from hpstudy.study.models import build_model, dropout_threshold, keep_mask
 from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, evaluate
 
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
@@ -139,7 +139,9 @@ class Stack:
         column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1)  # noqa: E731
         self.weight_decay = column([m.hp.weight_decay for m in self.members])
         self.momentum = column([m.hp.momentum if m.hp.optimizer in ("sgd", "rmsprop") else 0.0 for m in self.members])
-        self.steps = column([float(m.steps) for m in self.members])
+        # Adam's bias corrections are computed in float64 and rounded once, as PyTorch's kernels do
+        # (in float32, 1 - 0.999**t loses four digits on the first steps).
+        self.steps = torch.tensor([[float(m.steps)] for m in self.members], dtype=torch.float64, device=device)
         self.groups = []  # (optimizer, first slot, end slot)
         for slot, member in enumerate(self.members):
             if self.groups and self.groups[-1][0] == member.hp.optimizer:
@@ -259,24 +261,25 @@ class Stack:
 
     def _draw_masks(self, layer: int, rows: list[int]) -> torch.Tensor:
         """Each member's dropout mask for ``layer``, drawn from its own random state exactly as
-        alone (``rand >= p``, scaled by ``1/(1-p)``), written into the stack's mask buffer."""
+        alone (``keep_mask``, scaled by ``1/P(keep)``), written into the stack's mask buffer."""
         assert self.masks is not None
         masks = self.masks[layer]
         for slot, (member, count) in enumerate(zip(self.members, rows)):
             p = member.hp.dropout
             if p > 0.0:
                 width = member.hp.hidden_units[layer]
-                keep = torch.rand((count, width), generator=member.dropout_rng, device=self.device) >= p
-                torch.mul(keep, 1.0 / (1.0 - p), out=masks[slot, :count, :width])
+                keep = keep_mask((count, width), p, generator=member.dropout_rng, device=self.device)
+                torch.mul(keep, dropout_threshold(p)[1], out=masks[slot, :count, :width])
         return masks
 
     def _update(self) -> None:
         """Each member's optimizer step, as PyTorch computes it, in place on the flat buffers."""
         params, grads = self.params.data, self.params.grad
-        lr = torch.tensor([[m.lr] for m in self.members], device=self.device)
+        lr = torch.tensor([[m.lr] for m in self.members], dtype=torch.float64, device=self.device)
         for name, first, end in self.groups:
             p, g = params[first:end], grads[first:end]
-            rate, decay = lr[first:end], self.weight_decay[first:end]
+            rate64, decay = lr[first:end], self.weight_decay[first:end]
+            rate = rate64.float()
             momentum = self.momentum[first:end]
             if name != "adamw":
                 g = g.addcmul(p, decay)  # L2 weight decay enters the gradient (AdamW decays the weights)
@@ -293,8 +296,8 @@ class Stack:
                 exp_avg.lerp_(g, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 t = self.steps[first:end]
-                denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**t)).add_(ADAM_EPS)
-                p.addcdiv_(exp_avg * (rate / (1 - beta1**t)), denom, value=-1.0)
+                denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**t).float()).add_(ADAM_EPS)
+                p.addcdiv_(exp_avg * (rate64 / (1 - beta1**t)).float(), denom, value=-1.0)
             else:
                 square_avg, buf = self.buffers["square_avg"][first:end], self.buffers["momentum"][first:end]
                 square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)

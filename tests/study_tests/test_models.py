@@ -9,7 +9,15 @@ from torch import nn
 from hpstudy.search_spaces.catalog import ACTIVATIONS as ACTIVATION_NAMES
 from hpstudy.search_spaces.catalog import INITIALIZERS
 from hpstudy.search_spaces.hyperparams import Hyperparams
-from hpstudy.study.models import ACTIVATIONS, INITIALIZER_NAMES, build_model, init_weights
+from hpstudy.study.models import (
+    ACTIVATIONS,
+    INITIALIZER_NAMES,
+    Dropout,
+    build_model,
+    dropout_threshold,
+    init_weights,
+    keep_mask,
+)
 
 
 def hp(**values):
@@ -91,3 +99,32 @@ def test_default_initializer_keeps_pytorch_init():
 def test_each_activation_is_used(name):
     model = build_model(hp(activation=name, n_layers=1), kind="mlp", input_shape=(1, 8, 8), n_classes=10)
     assert type(model[2]) is type(ACTIVATIONS[name]())
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_dropout_keeps_units_with_probability_one_minus_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    layer = Dropout(p).train()
+    out = layer(torch.ones(512, 1024))
+    kept = (out != 0).float().mean().item()
+    assert kept == pytest.approx(1 - p, abs=0.003)  # 524,288 draws: a few standard deviations
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)  # inverted dropout: same expectation
+    assert out.unique().tolist() == [0.0, pytest.approx(1 / (1 - p), rel=1e-4)]
+
+
+def test_dropout_masks_are_independent_across_entries_and_calls():
+    torch.manual_seed(0)
+    first, second = keep_mask((256, 256), 0.5), keep_mask((256, 256), 0.5)
+    assert not torch.equal(first, second)
+    # neighbouring entries come from lanes of one 64-bit draw: they must still be uncorrelated
+    a, b = first.flatten()[0::2].float(), first.flatten()[1::2].float()
+    assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.02
+    assert keep_mask((3, 5), 0.3).shape == (3, 5)  # sizes that are not a multiple of four
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_draws_from_the_given_generator():
+    inputs = torch.randn(8, 16)
+    assert torch.equal(Dropout(0.5).eval()(inputs), inputs)
+    one, two = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(keep_mask((7, 9), 0.4, generator=one), keep_mask((7, 9), 0.4, generator=two))
+    assert dropout_threshold(0.0) == (-32768, 1.0)
