@@ -46,37 +46,39 @@ def dropout_threshold(p: float) -> tuple[int, float]:
     return dropped - _LANES // 2, _LANES / (_LANES - dropped)
 
 
-def keep_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None,
-              device: torch.device | str = "cpu") -> torch.Tensor:
-    """A dropout keep mask of ``shape`` (True with probability ``1 - p``), drawn on the CPU.
+def dropout_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """An inverted-dropout mask of ``shape``, drawn on the CPU: float32, ``1/P(keep)`` where a unit
+    is kept (with probability ``1 - p``), 0 where it is dropped.
 
     PyTorch's CPU generator (a Mersenne twister) costs about the same per draw whatever the type
     drawn, so one 64-bit draw gives four mask entries (its 16-bit lanes, each compared with
-    ``dropout_threshold(p)``): about three times faster than ``rand >= p`` and five times faster
-    than the Bernoulli sampler behind ``nn.Dropout``.
+    ``dropout_threshold(p)``), and the comparison writes floats straight away (a boolean tensor
+    is slow to make and to convert): about three times faster than ``rand >= p`` and five times
+    faster than the Bernoulli sampler behind ``nn.Dropout``.
     """
+    threshold, scale = dropout_threshold(p)
     count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
     lanes = words.random_(-(2**63), None, generator=generator).view(torch.int16)[:count].view(shape)
-    return lanes >= dropout_threshold(p)[0]
+    mask = torch.ge(lanes, threshold, out=torch.empty(shape, device=device))
+    return mask.mul_(scale)
 
 
 class Dropout(nn.Module):
-    """Inverted dropout. On the CPU the mask comes from ``keep_mask`` (four entries per random
+    """Inverted dropout. On the CPU the mask comes from ``dropout_mask`` (four entries per random
     draw); on a GPU it is ``F.dropout`` itself."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
-        self.scale = dropout_threshold(p)[1]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return inputs
         if inputs.device.type != "cpu":
             return nn.functional.dropout(inputs, self.p, training=True)
-        keep = keep_mask(tuple(inputs.shape), self.p)
-        return inputs * keep.to(inputs.dtype).mul_(self.scale)
+        return inputs * dropout_mask(tuple(inputs.shape), self.p).to(inputs.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

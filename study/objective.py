@@ -25,6 +25,7 @@ from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_cop
 from hpstudy.study.config import StudyConfig, TrainSection
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model
+from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
 from hpstudy.study.training import (
     EarlyStopping,
@@ -32,7 +33,6 @@ from hpstudy.study.training import (
     Precision,
     Scheduler,
     TrainingParts,
-    build_optimizer,
     fit,
     restore_training_state,
     training_state,

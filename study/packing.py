@@ -33,7 +33,7 @@ from torch import nn
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.data import Splits
-from hpstudy.study.models import build_model, dropout_threshold, keep_mask
+from hpstudy.study.models import build_model, dropout_mask
 from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, evaluate
 
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
@@ -261,15 +261,14 @@ class Stack:
 
     def _draw_masks(self, layer: int, rows: list[int]) -> torch.Tensor:
         """Each member's dropout mask for ``layer``, drawn from its own random state exactly as
-        alone (``keep_mask``, scaled by ``1/P(keep)``), written into the stack's mask buffer."""
+        alone (``dropout_mask``), written into the stack's mask buffer."""
         assert self.masks is not None
         masks = self.masks[layer]
         for slot, (member, count) in enumerate(zip(self.members, rows)):
             p = member.hp.dropout
             if p > 0.0:
                 width = member.hp.hidden_units[layer]
-                keep = keep_mask((count, width), p, generator=member.dropout_rng, device=self.device)
-                torch.mul(keep, dropout_threshold(p)[1], out=masks[slot, :count, :width])
+                masks[slot, :count, :width] = dropout_mask((count, width), p, generator=member.dropout_rng, device=self.device)
         return masks
 
     def _update(self) -> None:

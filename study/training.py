@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpstudy.search_spaces.hyperparams import Hyperparams
 
 
 @dataclass(frozen=True)
@@ -151,25 +150,6 @@ def restore_training_state(
         parts.precision.scaler.load_state_dict(state["scaler"])
 
 
-def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
-    """The optimizer ``hp.optimizer`` names, with its lr, weight decay and (sgd, rmsprop) momentum.
-
-    SGD, Adam and AdamW use PyTorch's fused kernels (one kernel for all parameters, on CPU and
-    GPU alike; on a small model the per-parameter loop of the default implementation costs more
-    than the matrix products), RMSprop its multi-tensor ``foreach`` path.
-    """
-    params = list(model.parameters())
-    if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay, fused=True)
-    if hp.optimizer == "adam":
-        return torch.optim.Adam(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
-    if hp.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
-    if hp.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay, foreach=True)
-    raise ValueError(f"unknown optimizer {hp.optimizer!r}")
-
-
 def warm_up() -> None:
     """Load what PyTorch loads lazily on the first optimizer (about a second of imports), so the
     first trial's timing measures the trial and not the process start."""
@@ -195,9 +175,7 @@ def train_epoch(
     model.train()
     n = len(x)
     order = torch.randperm(n, device=x.device, generator=generator)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    seen = 0
+    losses, predictions, sizes = [], [], []  # per batch, combined once at the end of the epoch
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         if len(index) < 2:
@@ -208,9 +186,14 @@ def train_epoch(
             loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         precision.backward_and_step(loss, optimizer)
-        loss_sum += loss.detach().float() * len(index)
-        correct += (logits.argmax(dim=1) == targets).sum()
-        seen += len(index)
+        losses.append(loss.detach())
+        predictions.append(logits.detach().argmax(dim=1))
+        sizes.append(len(index))
+    if not sizes:
+        return math.nan, math.nan  # fewer than two samples: nothing to train on
+    seen = sum(sizes)
+    loss_sum = torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32).to(x.device, non_blocking=True)
+    correct = (torch.cat(predictions) == y.index_select(0, order[:seen])).sum()
     mean_loss, accuracy = (torch.stack([loss_sum, correct.to(loss_sum.dtype)]) / seen).tolist()
     return mean_loss, accuracy
 

@@ -14,9 +14,9 @@ from hpstudy.study.models import (
     INITIALIZER_NAMES,
     Dropout,
     build_model,
+    dropout_mask,
     dropout_threshold,
     init_weights,
-    keep_mask,
 )
 
 
@@ -114,17 +114,18 @@ def test_dropout_keeps_units_with_probability_one_minus_p_and_keeps_the_mean(p):
 
 def test_dropout_masks_are_independent_across_entries_and_calls():
     torch.manual_seed(0)
-    first, second = keep_mask((256, 256), 0.5), keep_mask((256, 256), 0.5)
+    first, second = dropout_mask((256, 256), 0.5), dropout_mask((256, 256), 0.5)
     assert not torch.equal(first, second)
+    assert first.dtype == torch.float32 and first.unique().tolist() == [0.0, 2.0]
     # neighbouring entries come from lanes of one 64-bit draw: they must still be uncorrelated
-    a, b = first.flatten()[0::2].float(), first.flatten()[1::2].float()
+    a, b = first.flatten()[0::2], first.flatten()[1::2]
     assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.02
-    assert keep_mask((3, 5), 0.3).shape == (3, 5)  # sizes that are not a multiple of four
+    assert dropout_mask((3, 5), 0.3).shape == (3, 5)  # sizes that are not a multiple of four
 
 
 def test_dropout_is_the_identity_in_eval_mode_and_draws_from_the_given_generator():
     inputs = torch.randn(8, 16)
     assert torch.equal(Dropout(0.5).eval()(inputs), inputs)
     one, two = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(keep_mask((7, 9), 0.4, generator=one), keep_mask((7, 9), 0.4, generator=two))
+    assert torch.equal(dropout_mask((7, 9), 0.4, generator=one), dropout_mask((7, 9), 0.4, generator=two))
     assert dropout_threshold(0.0) == (-32768, 1.0)

@@ -21,7 +21,8 @@ from hpstudy.study.models import build_model
 from hpstudy.study.pack_runner import _Held, _Heartbeats
 from hpstudy.study.packing import PackTrainer
 from hpstudy.study.runner import run_study
-from hpstudy.study.training import TrainingParts, build_optimizer, fit
+from hpstudy.study.optimizers import build_optimizer
+from hpstudy.study.training import TrainingParts, fit
 
 MEMBERS = [
     {"lr": 3e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 64, "dropout": 0.2,

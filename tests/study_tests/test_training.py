@@ -11,7 +11,8 @@ from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.config import load_config
 from hpstudy.study.data import load_splits
 from hpstudy.study.models import build_model
-from hpstudy.study.training import EarlyStopping, TrainingParts, build_optimizer, fit, train_epoch
+from hpstudy.study.optimizers import build_optimizer
+from hpstudy.study.training import EarlyStopping, TrainingParts, fit, train_epoch
 from tests.helpers.datasets import write_mnist_like
 
 
@@ -91,12 +92,3 @@ def test_single_sample_last_batch_is_skipped_with_batch_norm():
     assert math.isfinite(loss) and 0 <= accuracy <= 1
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
-def test_each_optimizer_is_built_with_its_settings(optimizer):
-    hp = Hyperparams.from_flat({"optimizer": optimizer, "lr": 0.02, "weight_decay": 0.001, "momentum": 0.8})
-    opt = build_optimizer(torch.nn.Linear(2, 2), hp)
-    group = opt.param_groups[0]
-    assert type(opt).__name__.lower() == optimizer
-    assert group["lr"] == 0.02 and group["weight_decay"] == 0.001
-    if optimizer in ("sgd", "rmsprop"):
-        assert group["momentum"] == 0.8

@@ -1,0 +1,136 @@
+"""Optimizers: the one ``hp.optimizer`` names, on PyTorch's fused kernels, stepped without overhead.
+
+A training step of a small model is a few hundred microseconds of arithmetic, and PyTorch's
+``Optimizer.step`` spends about as long again in Python before it reaches its fused kernel
+(grouping tensors by device, the step-hook wrapper and its profiler record). The optimizers here
+are PyTorch's own ``Adam``, ``AdamW`` and ``SGD`` with ``fused=True``: same state, same
+``state_dict``, same kernel, bit for bit the same updates. Only their ``step`` goes straight to the
+kernel once the state exists, and hands anything unusual (a closure, several param groups, a
+missing gradient, a registered step hook, a gradient scaler's ``grad_scale``) back to PyTorch's own
+``step``, hooks and all. (``step.hooked = True`` tells PyTorch not to wrap the direct step in its
+hook wrapper: the fallback is already wrapped.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.optim.optimizer as optim_module
+from torch import nn
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
+
+
+def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
+    """Whether the kernel can be called directly: fused, one param group, every gradient present,
+    no closure, no step hooks, no gradient scaler attached, and the state made by a first step."""
+    if closure is not None or not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
+        return False
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or _global_hooks_registered():
+        return False
+    if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
+        return False
+    params = optimizer.param_groups[0]["params"]
+    return all(p.grad is not None and p in optimizer.state for p in params)
+
+
+def _global_hooks_registered() -> bool:
+    """Whether any step hook is registered for all optimizers."""
+    return bool(getattr(optim_module, "_global_optimizer_pre_hooks", None)
+                or getattr(optim_module, "_global_optimizer_post_hooks", None))
+
+
+class LeanAdam(torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` whose step calls ``torch._fused_adam_`` directly."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter; PyTorch's own ``step`` where a direct call cannot do."""
+        if not _direct_step_possible(self, closure):
+            return super().step(closure)
+        group = self.param_groups[0]
+        if group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]:
+            return super().step(closure)
+        params = group["params"]
+        states = [self.state[p] for p in params]
+        steps = [state["step"] for state in states]
+        torch._foreach_add_(steps, 1)
+        decoupled = group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW))
+        kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+        beta1, beta2 = group["betas"]
+        kernel(
+            params,
+            [p.grad for p in params],
+            [state["exp_avg"] for state in states],
+            [state["exp_avg_sq"] for state in states],
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
+        return None
+
+    step.hooked = True  # type: ignore[attr-defined]  # PyTorch's hook wrapper: see the module docstring
+
+
+class LeanAdamW(LeanAdam, torch.optim.AdamW):
+    """``torch.optim.AdamW(fused=True)`` whose step calls ``torch._fused_adamw_`` directly."""
+
+
+class LeanSGD(torch.optim.SGD):
+    """``torch.optim.SGD(fused=True)`` whose step calls ``torch._fused_sgd_`` directly."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter; PyTorch's own ``step`` where a direct call cannot do."""
+        if not _direct_step_possible(self, closure):
+            return super().step(closure)
+        group = self.param_groups[0]
+        if group["maximize"] or group["differentiable"]:
+            return super().step(closure)
+        params = group["params"]
+        buffers = [] if group["momentum"] == 0 else [self.state[p].get("momentum_buffer") for p in params]
+        if any(buffer is None for buffer in buffers):
+            return super().step(closure)
+        torch._fused_sgd_(
+            params,
+            [p.grad for p in params],
+            buffers,
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            lr=group["lr"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=False,
+            is_first_step=False,
+        )
+        return None
+
+    step.hooked = True  # type: ignore[attr-defined]  # PyTorch's hook wrapper: see the module docstring
+
+
+def build_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
+    """The optimizer ``hp.optimizer`` names, with its lr, weight decay and (sgd, rmsprop) momentum.
+
+    SGD, Adam and AdamW run PyTorch's fused kernels (one kernel for all parameters, on CPU and GPU
+    alike; on a small model the per-parameter loop of the default implementation costs more than
+    the matrix products), stepped directly (see the module docstring); RMSprop, which has no fused
+    kernel, its multi-tensor ``foreach`` path.
+    """
+    params = list(model.parameters())
+    if hp.optimizer == "sgd":
+        return LeanSGD(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay, fused=True)
+    if hp.optimizer == "adam":
+        return LeanAdam(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
+    if hp.optimizer == "adamw":
+        return LeanAdamW(params, lr=hp.effective_lr, weight_decay=hp.weight_decay, fused=True)
+    if hp.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=hp.effective_lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                                   foreach=True)
+    raise ValueError(f"unknown optimizer {hp.optimizer!r}")
