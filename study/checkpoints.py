@@ -115,13 +115,14 @@ def cpu_copy(value: Any) -> Any:
 
 
 class CheckpointWriter:
-    """Writes checkpoints on a background thread, newest first: if a write is still running when
-    the next epoch's state arrives, the waiting state is replaced, never queued behind it."""
+    """Writes checkpoints on a background thread. One state waits per file (a pack's trials each
+    have theirs): if a file's write is still waiting when its next epoch's state arrives, the
+    waiting state is replaced, never queued behind it."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._pending: tuple[Path, dict[str, Any]] | None = None
-        self._busy = False
+        self._pending: dict[Path, dict[str, Any]] = {}
+        self._busy_path: Path | None = None  # the file being written now
         self._closed = False
         self._error: BaseException | None = None
         self.last_write_seconds = 0.0  # how long the latest write took on the writer thread
@@ -132,21 +133,21 @@ class CheckpointWriter:
         """Queue ``state`` (already a CPU copy) to be written to ``path``."""
         with self._condition:
             self._raise_error()
-            self._pending = (path, state)
+            self._pending.pop(path, None)  # the newest state goes to the back of the line
+            self._pending[path] = state
             self._condition.notify_all()
 
     def discard(self, path: Path) -> None:
         """Drop any waiting write, wait for a running one, then delete ``path``."""
         with self._condition:
-            if self._pending is not None and self._pending[0] == path:
-                self._pending = None
-            self._condition.wait_for(lambda: not self._busy)
+            self._pending.pop(path, None)
+            self._condition.wait_for(lambda: self._busy_path != path)
         path.unlink(missing_ok=True)
 
     def flush(self) -> None:
         """Wait until every submitted checkpoint is on disk."""
         with self._condition:
-            self._condition.wait_for(lambda: self._pending is None and not self._busy)
+            self._condition.wait_for(lambda: not self._pending and self._busy_path is None)
             self._raise_error()
 
     def close(self) -> None:
@@ -165,11 +166,12 @@ class CheckpointWriter:
     def _run(self) -> None:
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: self._pending is not None or self._closed)
-                if self._pending is None:
+                self._condition.wait_for(lambda: bool(self._pending) or self._closed)
+                if not self._pending:
                     return
-                path, state = self._pending
-                self._pending, self._busy = None, True
+                path = next(iter(self._pending))
+                state = self._pending.pop(path)
+                self._busy_path = path
             began = time.perf_counter()
             try:
                 atomic_save(state, path)
@@ -178,5 +180,5 @@ class CheckpointWriter:
                 self._error = exc
             finally:
                 with self._condition:
-                    self._busy = False
+                    self._busy_path = None
                     self._condition.notify_all()

@@ -165,6 +165,32 @@ def start_attrs(attempt: Attempt, *, device: torch.device) -> dict[str, Any]:
     return {trial_attrs.TRIAL_SEED: attempt.seed, trial_attrs.DEVICE: str(device)}
 
 
+def checkpoint_of(attempt: Attempt, state: dict[str, Any], *, metric: str) -> dict[str, Any]:
+    """What a checkpoint holds: a CPU copy of the training state (``training.training_state``'s
+    form, whether the trial trains alone or packed), the curve so far, the scores it reported and
+    its best epoch."""
+    curve = attempt.curve.val_accuracy if metric == "val_accuracy" else attempt.curve.val_loss
+    return {
+        "training": cpu_copy(state),
+        "curve": attempt.curve.to_dict(),
+        "scores": [value if value is not None else math.nan for value in curve],
+        "best_epoch": attempt.best_epoch,
+        "best_score": attempt.best_score,
+        "best_accuracy": attempt.best_accuracy,
+    }
+
+
+def resume_attempt(attempt: Attempt, saved: dict[str, Any], reporter: EpochReporter) -> None:
+    """Continue ``attempt`` from checkpoint ``saved``: its curve and best epoch, and its scores
+    reported again under this trial (the training state is the caller's to restore)."""
+    attempt.curve = LearningCurve.from_dict(saved["curve"])
+    attempt.best_epoch, attempt.best_score = saved["best_epoch"], saved["best_score"]
+    attempt.best_accuracy = saved["best_accuracy"]
+    attempt.resumed_from = len(attempt.curve)
+    for epoch, value in enumerate(saved["scores"], start=1):
+        reporter.report(value, epoch)
+
+
 class CheckpointPolicy:
     """When to checkpoint: every ``every_epochs`` epochs, or (``None``) whenever the training time
     since the last checkpoint is at least ``1 / budget`` times what a checkpoint costs, so that
@@ -357,30 +383,12 @@ class Objective:
         if saved is None:
             return
         restore_training_state(saved["training"], model, optimizer, parts)
-        attempt.curve = LearningCurve.from_dict(saved["curve"])
-        attempt.best_epoch, attempt.best_score = saved["best_epoch"], saved["best_score"]
-        attempt.best_accuracy = saved["best_accuracy"]
-        attempt.resumed_from = len(attempt.curve)
-        for epoch, value in enumerate(saved["scores"], start=1):
-            reporter.report(value, epoch)
+        resume_attempt(attempt, saved, reporter)
         trial.set_user_attr(trial_attrs.RESUMED_FROM, {"trial": attempt.lineage, "epoch": attempt.resumed_from})
 
     def _checkpoint(self, attempt: Attempt, state: dict[str, Any]) -> None:
         assert self.checkpoints is not None and self.writer is not None
-        scores = [v if v is not None else math.nan for v in (
-            attempt.curve.val_accuracy if self.cfg.study.metric == "val_accuracy" else attempt.curve.val_loss
-        )]
-        self.writer.submit(
-            self.checkpoints.path(attempt.lineage),
-            {
-                "training": cpu_copy(state),
-                "curve": attempt.curve.to_dict(),
-                "scores": scores,
-                "best_epoch": attempt.best_epoch,
-                "best_score": attempt.best_score,
-                "best_accuracy": attempt.best_accuracy,
-            },
-        )
+        self.writer.submit(self.checkpoints.path(attempt.lineage), checkpoint_of(attempt, state, metric=self.cfg.study.metric))
 
     def _is_new_best(self, attempt: Attempt) -> bool:
         values = [t.value for t in self.completed.get() if t.value is not None]

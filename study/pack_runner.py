@@ -5,7 +5,9 @@ Trials are asked from the study (``study.ask``) until K are in training, trained
 replaced by new asks at once. Optuna's heartbeats only run inside ``optimize()``, so this loop keeps
 its trials alive itself: a thread records a heartbeat for every trial it holds, and each trial
 carries its worker's identity, so a killed pack's trials are recovered like any others. Ctrl-C or
-SIGTERM fails every held trial and queues it again.
+SIGTERM fails every held trial and queues it again. Each member writes checkpoints as a trial
+alone does (the same file, the same form: ``PackTrainer.training_state``), so a retry continues
+from its last checkpoint, packed or alone.
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.errors import UserError
-from hpstudy.study.objective import Attempt, begin_attempt, schedule_of, start_attrs
+from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter
+from hpstudy.study.objective import (
+    Attempt,
+    CheckpointPolicy,
+    begin_attempt,
+    checkpoint_of,
+    resume_attempt,
+    schedule_of,
+    start_attrs,
+)
 from hpstudy.study.packing import Member, PackTrainer, packable_problem
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
 from hpstudy.study.training import EpochResult
@@ -43,6 +54,7 @@ class _Held:
     member: Member
     attempt: Attempt
     reporter: EpochReporter
+    policy: CheckpointPolicy
 
 
 class _Heartbeats(threading.Thread):
@@ -77,8 +89,11 @@ class PackedRun:
         worker: dict[str, Any],
         reason_to_stop: Callable[[optuna.Study], str | None],
         callbacks: list[TrialCallback],
+        checkpoints: CheckpointStore | None = None,
+        writer: CheckpointWriter | None = None,
     ) -> None:
         self.study, self.cfg, self.device, self.backend, self.worker = study, cfg, device, backend, worker
+        self.checkpoints, self.writer = (checkpoints, writer) if checkpoints is not None and writer is not None else (None, None)
         self.reason_to_stop = reason_to_stop
         self.callbacks = callbacks
         self.trainer = PackTrainer(splits.to(device), device=device, eval_batch_size=cfg.train.eval_batch_size)
@@ -136,10 +151,37 @@ class PackedRun:
         self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
+        resume = self._resume(trial_id, attempt, reporter)
         stopping, plateau = schedule_of(self.cfg.train, hp)
-        member = self.trainer.add(trial.number, hp, seed=attempt.seed, early_stopping=stopping, plateau=plateau)
-        self.held[trial.number] = _Held(trial, trial_id, member, attempt, reporter)
+        member = self.trainer.add(trial.number, hp, seed=attempt.seed, early_stopping=stopping, plateau=plateau,
+                                  resume=resume)
+        policy = CheckpointPolicy(every_epochs=self.cfg.train.checkpoint_every)
+        self.held[trial.number] = _Held(trial, trial_id, member, attempt, reporter, policy)
         attempt.timing["sample"] = time.perf_counter() - began
+
+    def _resume(self, trial_id: int, attempt: Attempt, reporter: EpochReporter) -> tuple[dict[str, Any], int] | None:
+        """The lineage's checkpoint (written packed or alone) as the pack's ``resume``, if any."""
+        saved = self.checkpoints.load(attempt.lineage) if self.checkpoints is not None else None
+        if saved is None:
+            return None
+        resume_attempt(attempt, saved, reporter)
+        self.backend.set_trial_user_attrs(
+            trial_id, {trial_attrs.RESUMED_FROM: {"trial": attempt.lineage, "epoch": attempt.resumed_from}}
+        )
+        return saved["training"], attempt.resumed_from
+
+    def _checkpoint(self, entry: _Held, result: EpochResult) -> None:
+        """Write the member's checkpoint when its policy says one is due (never after its last epoch:
+        the trial is about to end)."""
+        if self.writer is None or self.checkpoints is None or not result.finite:
+            return
+        if result.epoch >= entry.member.hp.epochs or entry.member.stopped_early or not entry.policy.due(result.seconds):
+            return
+        with entry.attempt.timed("checkpoint"):
+            began = time.perf_counter()
+            state = checkpoint_of(entry.attempt, self.trainer.training_state(entry.member), metric=self.cfg.study.metric)
+            self.writer.submit(self.checkpoints.path(entry.attempt.lineage), state)
+            entry.policy.written(time.perf_counter() - began + self.writer.last_write_seconds)
 
     def _entry(self, member: Member) -> _Held:
         return self.held[member.key]  # type: ignore[index]
@@ -152,6 +194,8 @@ class PackedRun:
         attempt.observe(result, score, maximize=self._maximize)
         with attempt.timed("report_prune"):
             entry.reporter.report(score, result.epoch)
+        self._checkpoint(entry, result)
+        with attempt.timed("report_prune"):
             prune = result.finite and entry.reporter.should_prune()
         if not result.finite:
             attempt.end_reason = f"diverged at epoch {result.epoch} (loss {result.train_loss})"
@@ -169,6 +213,8 @@ class PackedRun:
             entry.reporter.flush()
             self.trainer.remove(entry.member)
             del self.held[entry.trial.number]
+            if self.writer is not None and self.checkpoints is not None:  # finished: no retry will need it
+                self.writer.discard(self.checkpoints.path(entry.attempt.lineage))
         self.backend.set_trial_user_attrs(entry.trial_id, entry.attempt.record())
         if state == TrialState.COMPLETE:
             frozen = self._tell(entry, values=entry.attempt.best_score)
@@ -200,3 +246,5 @@ class PackedRun:
             except Exception:  # noqa: BLE001 - keep ending the others; recovery handles the rest
                 continue
         self.held.clear()
+        if self.writer is not None:
+            self.writer.flush()  # the retries continue from these checkpoints

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,8 @@ from torch import nn
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model, dropout_mask
-from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, evaluate
+from hpstudy.study.optimizers import build_optimizer
+from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, TrainingParts, evaluate, training_state
 
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
 ADAM_BETAS = (0.9, 0.999)
@@ -191,25 +193,29 @@ class Stack:
 
     def unload(self) -> None:
         """Copy every member's parameters and optimizer state out, at their real sizes."""
+        for slot in range(len(self.members)):
+            self.unload_member(slot)
+
+    def unload_member(self, slot: int) -> None:
+        """Copy member ``slot``'s parameters and optimizer state out, at their real sizes."""
+        member = self.members[slot]
         with torch.no_grad():
-            for slot, member in enumerate(self.members):
-                pairs = self._member_slices(slot, self.params)
-                member.weights = [w.detach().clone() for w, _ in pairs]
-                member.biases = [b.detach().clone() for _, b in pairs]
-                member.state = {
-                    name: [t.clone() for pair in self._member_slices(slot, buffer) for t in pair]
-                    for name, buffer in self.buffers.items()
-                }
-                member.momentum_started = bool(self.has_momentum[slot])
+            pairs = self._member_slices(slot, self.params)
+            member.weights = [w.detach().clone() for w, _ in pairs]
+            member.biases = [b.detach().clone() for _, b in pairs]
+            member.state = {
+                name: [t.clone() for pair in self._member_slices(slot, buffer) for t in pair]
+                for name, buffer in self.buffers.items()
+            }
+            member.momentum_started = bool(self.has_momentum[slot])
 
     def member_model(self, slot: int) -> nn.Module:
         """Member ``slot`` as its plain ``build_model`` module, with its current weights copied in
         (for validation and for keeping the best model)."""
         member = self.members[slot]
         assert member.module is not None
-        linears = [m for m in member.module if isinstance(m, nn.Linear)]
         with torch.no_grad():
-            for linear, (weight, bias) in zip(linears, self._member_slices(slot, self.params)):
+            for linear, (weight, bias) in zip(_linears(member.module), self._member_slices(slot, self.params)):
                 linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
         return member.module
@@ -268,7 +274,9 @@ class Stack:
             p = member.hp.dropout
             if p > 0.0:
                 width = member.hp.hidden_units[layer]
-                masks[slot, :count, :width] = dropout_mask((count, width), p, generator=member.dropout_rng, device=self.device)
+                # drawn on the CPU from the member's CPU random state (the one a checkpoint keeps),
+                # then copied to the stack's device
+                masks[slot, :count, :width] = dropout_mask((count, width), p, generator=member.dropout_rng)
         return masks
 
     def _update(self) -> None:
@@ -331,14 +339,16 @@ class PackTrainer:
         seed: int,
         early_stopping: tuple[int, float] | None = None,
         plateau: tuple[float, int] | None = None,
+        resume: tuple[dict[str, Any], int] | None = None,
     ) -> Member:
         """A new member, initialized exactly as ``Objective`` would initialize it alone, with its
-        early stopping (patience, min delta) and plateau schedule (factor, patience) if any."""
+        early stopping (patience, min delta) and plateau schedule (factor, patience) if any;
+        ``resume`` (a ``training_state`` and the epochs it has done) continues a checkpoint."""
         torch.manual_seed(seed)
         model = build_model(hp, kind="mlp", input_shape=self.splits.input_shape, n_classes=self.splits.n_classes)
         dropout_rng = torch.Generator()
         dropout_rng.set_state(torch.get_rng_state())  # alone, dropout draws from here on
-        linears = [m for m in model if isinstance(m, nn.Linear)]
+        linears = _linears(model)
         schedule = None
         if plateau is not None:
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.effective_lr)
@@ -356,7 +366,8 @@ class PackTrainer:
             biases=[l.bias.detach().to(self.device, copy=True) for l in linears],
             module=model.to(self.device),
         )
-        self._start_epoch(member)
+        if resume is not None:
+            self._restore(member, resume[0], epochs_done=resume[1])
         self.members.append(member)
         self._dirty = True
         return member
@@ -368,18 +379,69 @@ class PackTrainer:
 
     def model_of(self, member: Member) -> nn.Module:
         """``member`` as a plain module with its current weights."""
-        for stack in self._stacks.values():
-            if member in stack.members:
-                return stack.member_model(stack.members.index(member))
+        stack = self._stack_of(member)
+        if stack is not None:
+            return stack.member_model(stack.members.index(member))
         assert member.module is not None
         with torch.no_grad():
-            for linear, weight, bias in zip((m for m in member.module if isinstance(m, nn.Linear)), member.weights, member.biases):
+            for linear, weight, bias in zip(_linears(member.module), member.weights, member.biases):
                 linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
         return member.module
 
+    def training_state(self, member: Member) -> dict[str, Any]:
+        """``member``'s state between two of its epochs, in the form ``training.training_state``
+        gives for a trial trained alone (its plain model's and optimizer's state dicts, its
+        batch-order and dropout random states, schedule and early stopping), so a checkpoint taken
+        in a pack resumes alone and one taken alone resumes in a pack."""
+        stack = self._stack_of(member)
+        if stack is not None:
+            stack.unload_member(stack.members.index(member))
+        model = self.model_of(member)
+        parts = TrainingParts(member.batch_order, member.schedule, member.early_stopping)
+        state = training_state(model, _plain_optimizer(member, model), parts)
+        state["torch_rng"] = member.dropout_rng.get_state()  # alone, dropout draws from the global state
+        state.pop("cuda_rng", None)
+        return state
+
+    def _restore(self, member: Member, state: dict[str, Any], *, epochs_done: int) -> None:
+        """Put a ``training_state`` (from a pack or from a trial alone) into a new ``member``."""
+        assert member.module is not None
+        member.module.load_state_dict(state["model"])
+        optimizer = build_optimizer(member.module, member.hp)
+        optimizer.load_state_dict(state["optimizer"])
+        member.weights = [linear.weight.detach().clone() for linear in _linears(member.module)]
+        member.biases = [linear.bias.detach().clone() for linear in _linears(member.module)]
+        member.lr = optimizer.param_groups[0]["lr"]
+        states = [optimizer.state.get(p, {}) for p in member.module.parameters()]
+        member.state = {
+            name: [entry[key].detach().clone() for entry in states]
+            for name, key in _STATE_KEYS.items()
+            if all(entry.get(key) is not None for entry in states)
+        }
+        step = states[0].get("step")
+        member.steps = int(step.item()) if step is not None else 0
+        member.momentum_started = member.hp.optimizer == "sgd" and "momentum" in member.state
+        member.batch_order.set_state(state["generator"])
+        member.dropout_rng.set_state(state["torch_rng"])
+        if member.schedule is not None and "scheduler" in state:
+            member.schedule.load_state_dict(state["scheduler"])
+        if member.early_stopping is not None and "early_stopping" in state:
+            for key, value in state["early_stopping"].items():
+                setattr(member.early_stopping, key, value)
+        member.epoch = epochs_done
+
+    def _stack_of(self, member: Member) -> Stack | None:
+        for stack in self._stacks.values():
+            if member in stack.members:
+                return stack
+        return None
+
     def round(self) -> list[tuple[Member, EpochResult]]:
         """One step of every stack; the members whose epoch ended, with that epoch's result."""
+        for member in self.members:
+            if member.order is None:  # its next epoch starts now (as ``fit`` starts it: a new order)
+                self._start_epoch(member)
         if self._dirty:
             self._restack()
         for stack in self._stacks.values():
@@ -399,7 +461,8 @@ class PackTrainer:
         member.seconds = 0.0
 
     def _end_epoch(self, member: Member) -> EpochResult:
-        """Validate ``member`` as ``fit`` does, step its schedule, and start its next epoch."""
+        """Validate ``member`` as ``fit`` does and step its schedule; its next epoch starts with the
+        next round, so between rounds its state is what ``fit``'s is between epochs."""
         started = time.perf_counter()
         val_loss, val_accuracy = evaluate(self.model_of(member), self.splits.x_val, self.splits.y_val,
                                           batch_size=self.eval_batch_size)
@@ -419,7 +482,7 @@ class PackTrainer:
                 member.lr = member.schedule.optimizer.param_groups[0]["lr"]
             if member.early_stopping is not None and member.early_stopping.should_stop(val_loss):
                 member.stopped_early = True
-        self._start_epoch(member)
+        member.order = None
         return result
 
     def _restack(self) -> None:
@@ -433,3 +496,34 @@ class PackTrainer:
             for key, members in groups.items()
         }
         self._dirty = False
+
+
+#: Where each optimizer state of a member lives in PyTorch's optimizers' state: pack name -> key.
+_STATE_KEYS = {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq", "square_avg": "square_avg", "momentum": "momentum_buffer"}
+
+
+def _linears(model: nn.Module) -> list[nn.Linear]:
+    return [layer for layer in model.modules() if isinstance(layer, nn.Linear)]
+
+
+def _plain_optimizer(member: Member, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer ``member`` would have alone (``build_optimizer``), holding its state."""
+    optimizer = build_optimizer(model, member.hp)
+    optimizer.param_groups[0]["lr"] = member.lr
+    if member.steps == 0:
+        return optimizer  # no step taken: PyTorch's optimizers hold no state yet either
+    kind, momentum = member.hp.optimizer, member.hp.momentum
+    for index, param in enumerate(model.parameters()):
+        saved = {name: tensors[index] for name, tensors in member.state.items()}
+        entry: dict[str, Any] = {}
+        if kind in ("adam", "adamw", "rmsprop"):
+            entry["step"] = torch.tensor(float(member.steps), device=param.device if kind != "rmsprop" else "cpu")
+        if kind in ("adam", "adamw"):
+            entry.update(exp_avg=saved["exp_avg"].clone(), exp_avg_sq=saved["exp_avg_sq"].clone())
+        if kind == "rmsprop":
+            entry["square_avg"] = saved["square_avg"].clone()
+        if (kind == "rmsprop" and momentum > 0) or (kind == "sgd" and momentum != 0 and member.momentum_started):
+            entry["momentum_buffer"] = saved["momentum"].clone()
+        if entry:
+            optimizer.state[param] = entry
+    return optimizer

@@ -210,10 +210,14 @@ def _optimize(
     if observer is not None:
         observer.started(study, target=target, finished=_n_finished(study), device=device_name)
     stop_reason = "target reached"
-    writer = CheckpointWriter() if cfg.train.checkpoints and cfg.train.pack == 1 else None
+    writer = CheckpointWriter() if cfg.train.checkpoints else None
+    checkpoints = CheckpointStore(
+        checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
+    ) if writer else None
     driver: _AdmitWithinTarget | PackedRun
     if cfg.train.pack > 1:
-        driver = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer)
+        driver = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer,
+                             checkpoints=checkpoints, writer=writer)
     else:
         driver = _AdmitWithinTarget(
             Objective(
@@ -222,9 +226,7 @@ def _optimize(
                 study=study,
                 device=device,
                 backend=backend,
-                checkpoints=CheckpointStore(
-                    checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
-                ) if writer else None,
+                checkpoints=checkpoints,
                 writer=writer,
                 worker=WorkerIdentity.current().to_dict(),
                 model_factory=model_factory,
@@ -292,12 +294,13 @@ def _optimize_until_stopped(
 
 def _packed_run(
     study: optuna.Study, cfg: StudyConfig, splits: Splits, *, device: torch.device, backend: Any,
-    observer: RunObserver | None,
+    observer: RunObserver | None, checkpoints: CheckpointStore | None, writer: CheckpointWriter | None,
 ) -> PackedRun:
     stop = _StopRule.from_config(cfg)
     return PackedRun(
         study, cfg, splits, device=device, backend=backend, worker=WorkerIdentity.current().to_dict(),
         reason_to_stop=stop.reason_to_stop, callbacks=[observer.trial_finished] if observer is not None else [],
+        checkpoints=checkpoints, writer=writer,
     )
 
 

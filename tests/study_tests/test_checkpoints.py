@@ -34,6 +34,22 @@ def test_writer_writes_the_newest_state_and_discards_on_request(tmp_path):
     writer.close()
 
 
+def test_writer_keeps_one_waiting_state_per_file(tmp_path):
+    """A pack's trials share one writer: each file gets its newest state, none is dropped for
+    another's."""
+    writer = CheckpointWriter()
+    paths = [tmp_path / f"trial-{n}.pt" for n in range(4)]
+    for epoch in range(1, 6):
+        for number, path in enumerate(paths):
+            writer.submit(path, {"trial": number, "epoch": torch.tensor(epoch)})
+    writer.discard(paths[3])
+    writer.close()
+    for number, path in enumerate(paths[:3]):
+        saved = torch.load(path, weights_only=True)
+        assert saved["trial"] == number and int(saved["epoch"]) == 5
+    assert not paths[3].exists()
+
+
 def test_store_paths_and_lineages(tmp_path):
     store = CheckpointStore(tmp_path, "my study/<x>")
     assert store.folder == tmp_path / safe_name("my study/<x>") and "/" not in safe_name("a/b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -22,7 +23,8 @@ from hpstudy.study.pack_runner import _Held, _Heartbeats
 from hpstudy.study.packing import PackTrainer
 from hpstudy.study.runner import run_study
 from hpstudy.study.optimizers import build_optimizer
-from hpstudy.study.training import TrainingParts, fit
+from hpstudy.study.checkpoints import cpu_copy
+from hpstudy.study.training import TrainingParts, fit, restore_training_state, training_state
 
 MEMBERS = [
     {"lr": 3e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 64, "dropout": 0.2,
@@ -94,6 +96,83 @@ def test_member_joining_mid_way_matches_alone(digits):
     assert [r.val_loss for r in results] == pytest.approx([r.val_loss for r in alone(digits, late, 2)], rel=1e-5)
 
 
+def alone_with_state(splits, hp, seed, *, stop_after=None, resume=None):
+    """Train ``hp`` alone as ``Objective`` does; return its results and, after ``stop_after``
+    epochs, its ``training_state`` (a checkpoint); ``resume`` continues from one."""
+    torch.manual_seed(seed)
+    model = build_model(hp, kind="mlp", input_shape=splits.input_shape, n_classes=splits.n_classes)
+    optimizer = build_optimizer(model, hp)
+    parts = TrainingParts(torch.Generator().manual_seed(seed))
+    start = 1
+    if resume is not None:
+        restore_training_state(resume[0], model, optimizer, parts)
+        start = resume[1] + 1
+    results, state = [], None
+    data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    for result in fit(model, optimizer, data, epochs=hp.epochs, batch_size=hp.batch_size, parts=parts, start_epoch=start):
+        results.append(result)
+        if result.epoch == stop_after:
+            state = cpu_copy(training_state(model, optimizer, parts))
+            break
+    return results, state
+
+
+def packed_with_state(splits, hps, *, stop_after, resume=None):
+    """Train every ``hps[i]`` (seed 100 + i) in one pack; each member's results, and its
+    ``training_state`` after ``stop_after`` epochs (then it leaves); ``resume`` maps i -> state."""
+    trainer = PackTrainer(splits, device=torch.device("cpu"), eval_batch_size=4096)
+    for index, hp in enumerate(hps):
+        trainer.add(index, hp, seed=100 + index, resume=(resume or {}).get(index))
+    results, states = {index: [] for index in range(len(hps))}, {}
+    while trainer.members:
+        for member, result in trainer.round():
+            results[member.key].append(result)
+            if result.epoch == (stop_after or member.hp.epochs):
+                states[member.key] = cpu_copy(trainer.training_state(member))
+                trainer.remove(member)
+    return results, states
+
+
+def close(mine: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Equal up to float rounding, relative to the tensor's largest entry."""
+    return mine.shape == theirs.shape and bool((mine - theirs).abs().max() <= 1e-5 * theirs.abs().max() + 1e-9)
+
+
+def assert_same_results(mine, theirs):
+    assert [r.epoch for r in mine] == [r.epoch for r in theirs]
+    for a, b in zip(mine, theirs):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+        assert a.val_loss == pytest.approx(b.val_loss, rel=1e-5)
+
+
+def test_checkpoint_taken_in_a_pack_is_the_checkpoint_taken_alone_and_resumes_either_way(digits):
+    """A packed member's state after two epochs is, tensor for tensor, what the same trial alone
+    has after two epochs; resumed alone or in a pack, it goes on exactly as if never stopped."""
+    hps = [Hyperparams.from_flat({**values, "epochs": 4}) for values in MEMBERS]
+    packed, pack_states = packed_with_state(digits, hps, stop_after=2)
+    for index, hp in enumerate(hps):
+        solo, solo_state = alone_with_state(digits, hp, 100 + index, stop_after=2)
+        assert_same_results(packed[index], solo)
+        mine = pack_states[index]
+        assert torch.equal(mine["generator"], solo_state["generator"]), "batch order"
+        assert torch.equal(mine["torch_rng"], solo_state["torch_rng"]), "dropout draws"
+        for name, tensor in solo_state["model"].items():
+            assert close(mine["model"][name], tensor), name
+        assert mine["optimizer"]["param_groups"] == solo_state["optimizer"]["param_groups"], hp.optimizer
+        assert mine["optimizer"]["state"].keys() == solo_state["optimizer"]["state"].keys(), hp.optimizer
+        for param, entry in solo_state["optimizer"]["state"].items():
+            assert mine["optimizer"]["state"][param].keys() == entry.keys(), hp.optimizer
+            for key, tensor in entry.items():
+                assert close(mine["optimizer"]["state"][param][key], tensor), (hp.optimizer, key)
+
+    uninterrupted = {index: alone_with_state(digits, hp, 100 + index)[0] for index, hp in enumerate(hps)}
+    resumed_packed, _ = packed_with_state(digits, hps, stop_after=None, resume={i: (pack_states[i], 2) for i in range(len(hps))})
+    for index, hp in enumerate(hps):
+        assert_same_results(resumed_packed[index], uninterrupted[index][2:])
+        resumed_alone, _ = alone_with_state(digits, hp, 100 + index, resume=(pack_states[index], 2))
+        assert_same_results(resumed_alone, uninterrupted[index][2:])
+
+
 def test_packed_study_matches_the_unpacked_one_trial_by_trial(quick_config, tmp_path):
     space = {"lr": [3e-3, 1e-2], "batch_size": [32, 128], "hidden_units": [16, 48], "epochs": 3, "n_layers": 1,
              "dropout": 0.2, "optimizer": "adam"}
@@ -155,13 +234,55 @@ def test_interrupt_fails_and_requeues_every_held_trial(quick_config):
     assert run_study(cfg).finished == 6
 
 
+def test_interrupted_packed_trials_resume_from_their_checkpoints_exactly(quick_config):
+    """Interrupted mid-epoch, a pack leaves each held trial's last checkpoint on disk; the next run
+    continues each from it (its ``resumed_from`` epoch) and ends exactly where training the same
+    trial alone, uninterrupted, ends."""
+    space = {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "epochs": 6, "n_layers": 1, "hidden_units": [16, 48],
+             "batch_size": [32, 64], "dropout": 0.2, "optimizer": ["adam", "sgd"], "momentum": 0.9}
+    cfg = quick_config(study__n_trials=5, train__pack=3, train__checkpoint_every=1, study__pruner={"name": "none"},
+                       search_space=space)
+
+    rounds = {"n": 0}
+    original_round = PackTrainer.round
+
+    def round_then_maybe_stop(trainer):
+        ended = original_round(trainer)
+        rounds["n"] += 1
+        if rounds["n"] == 30:  # 2.3 epochs of 13 batches (batch 32), 4.3 of 7 (batch 64): none has ended
+            raise KeyboardInterrupt
+        return ended
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PackTrainer, "round", round_then_maybe_stop)
+        assert run_study(cfg).stop_reason == "interrupted"
+    loaded = optuna.load_study(study_name="quick", storage=cfg.storage)
+    failed = [t for t in loaded.get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 3
+    folder = Path(cfg.storage.removeprefix("sqlite:///") + ".checkpoints") / "quick"
+    assert sorted(path.name for path in folder.iterdir()) == sorted(f"trial-{t.number}.pt" for t in failed)
+
+    assert run_study(cfg).finished == 5
+    trials = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials(states=(TrialState.COMPLETE,))
+    resumed = [t for t in trials if trial_attrs.RESUMED_FROM in t.user_attrs]
+    assert sorted(t.user_attrs[trial_attrs.RESUMED_FROM]["trial"] for t in resumed) == sorted(t.number for t in failed)
+    splits = load_splits(cfg.data, seed=cfg.study.seed)
+    for trial in resumed:
+        assert 1 <= trial.user_attrs[trial_attrs.RESUMED_FROM]["epoch"] < 6
+        hp = Hyperparams.from_flat(trial.user_attrs[trial_attrs.HYPERPARAMS])
+        uninterrupted = alone(splits, hp, trial.user_attrs[trial_attrs.TRIAL_SEED])
+        assert [trial.intermediate_values[e] for e in range(1, 7)] == pytest.approx(
+            [r.val_loss for r in uninterrupted], rel=1e-5)
+    assert not list(folder.iterdir()), "finished trials leave no checkpoint behind"
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_held_trials_keep_their_heartbeat(tmp_path):
     storage = open_storage(parse_storage_url(f"sqlite:///{tmp_path / 'h.db'}"), mode="create",
                            heartbeat=Heartbeat(1, 2, RetryStaleTrial()))
     study = optuna.create_study(storage=storage, study_name="h")
     trial = study.ask()
-    held = {trial.number: _Held(trial, trial._trial_id, None, None, None)}  # type: ignore[arg-type]
+    held = {trial.number: _Held(trial, trial._trial_id, None, None, None, None)}  # type: ignore[arg-type]
     beats = _Heartbeats(storage, held, interval=0.3)
     beats.start()
     time.sleep(3.0)
