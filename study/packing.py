@@ -3,13 +3,14 @@
 A small model leaves the hardware idle: most of a training step is Python and kernel-launch
 overhead, not arithmetic. A pack trains up to K trials at once. Their weights are stacked into one
 tensor per layer (``(K, out, in)``, each member zero-padded to the widest member), so a training step
-is one ``baddbmm`` per layer for all of them, and the optimizer update is a few element-wise
-operations on one flat buffer.
+is one ``baddbmm`` per layer for all of them, and each member's optimizer update is one call of the
+fused kernel its optimizer calls alone, on its row of one flat buffer.
 
 Each member stays the trial it would be alone: the same initial weights (built by ``build_model``
 from its seed), its own batch order (its own generator), its own dropout masks (drawn from a copy of
-the random state it would have alone), its own lr, weight decay, momentum and optimizer (SGD, Adam,
-AdamW and RMSprop written out as the element-wise formulas PyTorch uses), its own epochs, early
+the random state it would have alone), its own lr, weight decay, momentum and optimizer (SGD, Adam
+and AdamW through PyTorch's fused kernels, RMSprop as PyTorch's element-wise formula), its own
+epochs, early
 stopping and plateau schedule. Members with different batch sizes share a step: each takes its own
 batch, padded to the largest one with rows that weigh nothing, and keeps its own epoch clock (a
 batch-32 member runs eight epochs' worth of steps while a batch-256 member runs one). Different
@@ -118,8 +119,8 @@ class _Layout:
 class Stack:
     """The members of one depth and activation, stacked: one flat ``(K, P)`` parameter buffer with
     a view per layer, the optimizer state in buffers of the same shape, per-member settings as
-    ``(K, 1)`` tensors. Members are ordered by optimizer, so each optimizer's update works in
-    place on one contiguous slice."""
+    ``(K, 1)`` tensors. Members are ordered by optimizer, so the RMSprop members' element-wise
+    update works in place on one contiguous slice."""
 
     def __init__(self, members: list[Member], *, in_features: int, n_classes: int, device: torch.device) -> None:
         self.members = sorted(members, key=lambda m: OPTIMIZER_CODES[m.hp.optimizer])
@@ -134,22 +135,16 @@ class Stack:
         self.params = torch.zeros(k, size, device=device)
         self.real = torch.zeros(k, size, device=device)  # 1 where a member's real parameters are
         self.buffers = {name: torch.zeros(k, size, device=device) for name in ("exp_avg", "exp_avg_sq", "momentum", "square_avg")}
-        self.has_momentum = torch.zeros(k, 1, dtype=torch.bool, device=device)
+        self.momentum_started = [m.momentum_started for m in self.members]  # SGD: a buffer holds a gradient
         for slot, member in enumerate(self.members):
             self._load(slot, member)
         self.params.requires_grad_(True)
         column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1)  # noqa: E731
         self.weight_decay = column([m.hp.weight_decay for m in self.members])
-        self.momentum = column([m.hp.momentum if m.hp.optimizer in ("sgd", "rmsprop") else 0.0 for m in self.members])
-        # Adam's bias corrections are computed in float64 and rounded once, as PyTorch's kernels do
-        # (in float32, 1 - 0.999**t loses four digits on the first steps).
-        self.steps = torch.tensor([[float(m.steps)] for m in self.members], dtype=torch.float64, device=device)
-        self.groups = []  # (optimizer, first slot, end slot)
-        for slot, member in enumerate(self.members):
-            if self.groups and self.groups[-1][0] == member.hp.optimizer:
-                self.groups[-1] = (member.hp.optimizer, self.groups[-1][1], slot + 1)
-            else:
-                self.groups.append((member.hp.optimizer, slot, slot + 1))
+        self.momentum = column([m.hp.momentum for m in self.members])
+        self.step_counts = torch.tensor([float(m.steps) for m in self.members], device=device)  # Adam's "step"
+        rmsprop = [slot for slot, m in enumerate(self.members) if m.hp.optimizer == "rmsprop"]
+        self.rmsprop = (rmsprop[0], rmsprop[-1] + 1) if rmsprop else None  # the RMSprop members' slots
         self.batch = max(m.hp.batch_size for m in self.members)
         self.index = torch.zeros(k, self.batch, dtype=torch.long, device=device)
         self.row_weight = torch.zeros(k, self.batch, device=device)
@@ -189,7 +184,6 @@ class Stack:
             for (weight, bias), (state_w, state_b) in zip(self._member_slices(slot, self.buffers[name]), zip(tensors[::2], tensors[1::2])):
                 weight.copy_(state_w)
                 bias.copy_(state_b)
-        self.has_momentum[slot] = member.momentum_started
 
     def unload(self) -> None:
         """Copy every member's parameters and optimizer state out, at their real sizes."""
@@ -207,7 +201,7 @@ class Stack:
                 name: [t.clone() for pair in self._member_slices(slot, buffer) for t in pair]
                 for name, buffer in self.buffers.items()
             }
-            member.momentum_started = bool(self.has_momentum[slot])
+            member.momentum_started = self.momentum_started[slot]
 
     def member_model(self, slot: int) -> nn.Module:
         """Member ``slot`` as its plain ``build_model`` module, with its current weights copied in
@@ -254,7 +248,6 @@ class Stack:
             real = self.row_weight > 0
             loss_sums = (losses * real).sum(dim=1)
             hits = ((logits.argmax(dim=2) == targets) & real).sum(dim=1)
-            self.steps += 1
             self._update()
         elapsed = time.perf_counter() - started
         for member, count, loss_sum, correct in zip(self.members, rows, loss_sums.tolist(), hits.tolist()):
@@ -280,36 +273,34 @@ class Stack:
         return masks
 
     def _update(self) -> None:
-        """Each member's optimizer step, as PyTorch computes it, in place on the flat buffers."""
+        """Each member's optimizer step, in place on its row of the flat buffers: Adam, AdamW and
+        SGD through the fused kernel its optimizer alone calls (``optimizers``), with its own lr and
+        weight decay, so the update is the same arithmetic; RMSprop (no fused kernel) as PyTorch's
+        element-wise formula. Padding stays zero: its gradient and state are zero."""
         params, grads = self.params.data, self.params.grad
-        lr = torch.tensor([[m.lr] for m in self.members], dtype=torch.float64, device=self.device)
-        for name, first, end in self.groups:
+        self.step_counts += 1
+        for slot, member in enumerate(self.members):
+            hp = member.hp
+            if hp.optimizer in ("adam", "adamw"):
+                kernel = torch._fused_adamw_ if hp.optimizer == "adamw" else torch._fused_adam_
+                kernel([params[slot]], [grads[slot]], [self.buffers["exp_avg"][slot]],
+                       [self.buffers["exp_avg_sq"][slot]], [], [self.step_counts[slot]], amsgrad=False, lr=member.lr,
+                       beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=hp.weight_decay, eps=ADAM_EPS,
+                       maximize=False)
+            elif hp.optimizer == "sgd":
+                torch._fused_sgd_([params[slot]], [grads[slot]], [self.buffers["momentum"][slot]] if hp.momentum else [],
+                                  weight_decay=hp.weight_decay, momentum=hp.momentum, lr=member.lr, dampening=0.0,
+                                  nesterov=False, maximize=False, is_first_step=not self.momentum_started[slot])
+                self.momentum_started[slot] = True
+        if self.rmsprop is not None:
+            first, end = self.rmsprop
             p, g = params[first:end], grads[first:end]
-            rate64, decay = lr[first:end], self.weight_decay[first:end]
-            rate = rate64.float()
-            momentum = self.momentum[first:end]
-            if name != "adamw":
-                g = g.addcmul(p, decay)  # L2 weight decay enters the gradient (AdamW decays the weights)
-            if name == "sgd":
-                buf = self.buffers["momentum"][first:end]
-                buf.copy_(torch.where(self.has_momentum[first:end], buf * momentum + g, g))
-                self.has_momentum[first:end] = True
-                p.sub_(buf * rate)
-            elif name in ("adam", "adamw"):
-                if name == "adamw":
-                    p.mul_(1 - rate * decay)
-                beta1, beta2 = ADAM_BETAS
-                exp_avg, exp_avg_sq = self.buffers["exp_avg"][first:end], self.buffers["exp_avg_sq"][first:end]
-                exp_avg.lerp_(g, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                t = self.steps[first:end]
-                denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**t).float()).add_(ADAM_EPS)
-                p.addcdiv_(exp_avg * (rate64 / (1 - beta1**t)).float(), denom, value=-1.0)
-            else:
-                square_avg, buf = self.buffers["square_avg"][first:end], self.buffers["momentum"][first:end]
-                square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-                buf.mul_(momentum).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
-                p.sub_(buf * rate)
+            g = g.addcmul(p, self.weight_decay[first:end])  # L2 weight decay enters the gradient
+            rate = torch.tensor([[m.lr] for m in self.members[first:end]], device=self.device)
+            square_avg, buf = self.buffers["square_avg"][first:end], self.buffers["momentum"][first:end]
+            square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+            buf.mul_(self.momentum[first:end]).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
+            p.sub_(buf * rate)
         if self.zero_keeps_padding is False:
             params.mul_(self.real)  # sigmoid(0) = 0.5 feeds padded inputs: put the padding back to zero
         self.params.grad = None

@@ -134,8 +134,11 @@ def packed_with_state(splits, hps, *, stop_after, resume=None):
 
 
 def close(mine: torch.Tensor, theirs: torch.Tensor) -> bool:
-    """Equal up to float rounding, relative to the tensor's largest entry."""
-    return mine.shape == theirs.shape and bool((mine - theirs).abs().max() <= 1e-5 * theirs.abs().max() + 1e-9)
+    """Equal up to float rounding, relative to the tensor's largest entry. (Adam divides by the
+    root of tiny second moments, so an entry with almost no gradient carries rounding differences
+    of the batched products up to about 1e-5 of the largest weight after a hundred steps; a
+    wrong lr, step count or epoch differs by 1e-3 and more.)"""
+    return mine.shape == theirs.shape and bool((mine - theirs).abs().max() <= 1e-4 * theirs.abs().max() + 1e-9)
 
 
 def assert_same_results(mine, theirs):
