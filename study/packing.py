@@ -10,8 +10,7 @@ Each member stays the trial it would be alone: the same initial weights (built b
 from its seed), its own batch order (its own generator), its own dropout masks (drawn from a copy of
 the random state it would have alone), its own lr, weight decay, momentum and optimizer (SGD, Adam
 and AdamW through PyTorch's fused kernels, RMSprop as PyTorch's element-wise formula), its own
-epochs, early
-stopping and plateau schedule. Members with different batch sizes share a step: each takes its own
+epochs, early stopping and plateau schedule. Members with different batch sizes share a step: each takes its own
 batch, padded to the largest one with rows that weigh nothing, and keeps its own epoch clock (a
 batch-32 member runs eight epochs' worth of steps while a batch-256 member runs one). Different
 depths cannot share a stack, so a pack is made of one stack per depth (and activation); every
