@@ -66,7 +66,7 @@ def _search(name: str, description: str, space: dict[str, Any], *, study_name: s
 
 
 #: The default pruning (see bench/README.md: tuned to save over half the epochs and still win).
-_MEDIAN = {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 3}}
+_MEDIAN = {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 5}}
 
 #: The fixed model of the classic experiments: what each sweep does not vary.
 _CLASSIC_BASE: dict[str, Any] = {

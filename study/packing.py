@@ -13,8 +13,8 @@ and AdamW through PyTorch's fused kernels, RMSprop as PyTorch's element-wise for
 epochs, early stopping and plateau schedule. Members with different batch sizes share a step: each takes its own
 batch, padded to the largest one with rows that weigh nothing, and keeps its own epoch clock (a
 batch-32 member runs eight epochs' worth of steps while a batch-256 member runs one). Different
-depths cannot share a stack, so a pack is made of one stack per depth (and activation); every
-stack steps once per round.
+depths cannot share a stack, and padding costs its full price, so a pack is made of one stack per
+depth, activation, batch size and class of widths (``stack_key``); every stack steps once per round.
 
 Members report and are pruned on their own; a finished or pruned member leaves at once and a new
 trial, asked from the study, takes its place. Nothing here imports Optuna: ``runner`` drives the
@@ -476,16 +476,30 @@ class PackTrainer:
         return result
 
     def _restack(self) -> None:
-        for stack in self._stacks.values():
-            stack.unload()
-        groups: dict[tuple[int, str], list[Member]] = {}
+        """Group the members into stacks (``stack_key``) and rebuild only the stacks whose members
+        changed; the others keep training where they are."""
+        groups: dict[tuple[object, ...], list[Member]] = {}
         for member in self.members:
-            groups.setdefault((member.hp.n_layers, member.hp.activation), []).append(member)
+            groups.setdefault(stack_key(member.hp), []).append(member)
+        kept = {key: stack for key, stack in self._stacks.items()
+                if key in groups and {id(m) for m in stack.members} == {id(m) for m in groups[key]}}
+        for key, stack in self._stacks.items():
+            if key not in kept:
+                stack.unload()
         self._stacks = {
-            key: Stack(members, in_features=self.x_train.shape[1], n_classes=self.splits.n_classes, device=self.device)
+            key: kept.get(key) or Stack(members, in_features=self.x_train.shape[1], n_classes=self.splits.n_classes,
+                                        device=self.device)
             for key, members in groups.items()
         }
         self._dirty = False
+
+
+def stack_key(hp: Hyperparams) -> tuple[object, ...]:
+    """The members that share a stack: same depth, activation and batch size, and widths in the
+    same power-of-two class per layer. A stack pads every member to its widest layers and largest
+    batch, and padded work is paid in full: stacking a 32-wide batch-32 trial with a 256-wide
+    batch-256 one costs more than training both alone (bench/README.md)."""
+    return (hp.n_layers, hp.activation, hp.batch_size, tuple((width - 1).bit_length() for width in hp.hidden_units))
 
 
 #: Where each optimizer state of a member lives in PyTorch's optimizers' state: pack name -> key.

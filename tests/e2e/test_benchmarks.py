@@ -37,7 +37,9 @@ def test_overhead_prints_the_split():
         assert re.search(rf"^{phase}\s+\d", out, re.MULTILINE)
 
 
-def test_packing_prints_rates_and_ratios():
+def test_packing_prints_rates_and_ratios_for_both_scenarios():
     out = bench("bench.packing")
-    assert re.search(r"one at a time\s+\d+ trials/h", out)
-    assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", out)
+    default, same_shape = out.split("same shape:")
+    for part in (default, same_shape):
+        assert re.search(r"one at a time\s+\d+ trials/h", part)
+        assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", part)

@@ -20,7 +20,7 @@ from hpstudy.study.data import load_splits
 from hpstudy.study.errors import UserError
 from hpstudy.study.models import build_model
 from hpstudy.study.pack_runner import _Held, _Heartbeats
-from hpstudy.study.packing import PackTrainer
+from hpstudy.study.packing import PackTrainer, stack_key
 from hpstudy.study.runner import run_study
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.checkpoints import cpu_copy
@@ -94,6 +94,23 @@ def test_member_joining_mid_way_matches_alone(digits):
             if result.epoch == member.hp.epochs:
                 trainer.remove(member)
     assert [r.val_loss for r in results] == pytest.approx([r.val_loss for r in alone(digits, late, 2)], rel=1e-5)
+
+
+def test_stacks_group_members_that_pad_little_and_only_changed_stacks_are_rebuilt(digits):
+    base = {"n_layers": 2, "batch_size": 64, "epochs": 3}
+    hps = {"a": {"hidden_units": 40}, "b": {"hidden_units": 60}, "c": {"hidden_units": 100},
+           "d": {"hidden_units": 40, "batch_size": 32}, "e": {"hidden_units": 40, "n_layers": 1}}
+    trainer = PackTrainer(digits, device=torch.device("cpu"), eval_batch_size=4096)
+    members = {key: trainer.add(key, Hyperparams.from_flat({**base, **values}), seed=1) for key, values in hps.items()}
+    trainer.round()
+    stacks = {frozenset(m.key for m in stack.members): stack for stack in trainer._stacks.values()}
+    assert set(stacks) == {frozenset("ab"), frozenset("c"), frozenset("d"), frozenset("e")}
+    assert stack_key(members["a"].hp) == stack_key(members["b"].hp) != stack_key(members["c"].hp)
+    trainer.remove(members["b"])
+    trainer.round()
+    after = {frozenset(m.key for m in stack.members): stack for stack in trainer._stacks.values()}
+    assert set(after) == {frozenset("a"), frozenset("c"), frozenset("d"), frozenset("e")}
+    assert all(after[key] is stacks[key] for key in (frozenset("c"), frozenset("d"), frozenset("e")))
 
 
 def alone_with_state(splits, hp, seed, *, stop_after=None, resume=None):
