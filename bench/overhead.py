@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     inside = totals["total"]
     print(f"own share of whole trials (adds sampling, model build, the trial's record): {(inside - math_s) / inside:.2%}")
     print(f"math share of the study's wall time: {math_s / wall:.2%}")
+    finished = [t for t in trials if t.datetime_start is not None and t.datetime_complete is not None]
+    window = (max(t.datetime_complete for t in finished) - min(t.datetime_start for t in finished)).total_seconds()
+    print(f"per trial, from the first trial's start to the last one's end: {1000 * window / len(finished):.0f} ms, "
+          f"of which math {1000 * math_s / len(finished):.0f} ms and the rest (sampling, Optuna's ask and tell, "
+          f"storage writes, hpstudy's own work) {1000 * (window - math_s) / len(finished):.0f} ms")
     return 0
 
 

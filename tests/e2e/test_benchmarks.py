@@ -35,6 +35,7 @@ def test_overhead_prints_the_split():
     assert re.search(r"own share per epoch .*: \d+\.\d+%", out)
     for phase in ("train", "validate", "report_prune", "checkpoint", "sample"):
         assert re.search(rf"^{phase}\s+\d", out, re.MULTILINE)
+    assert re.search(r"per trial, .*: \d+ ms, of which math \d+ ms and the rest .* \d+ ms", out)
 
 
 def test_packing_prints_rates_and_ratios_for_both_scenarios():
