@@ -103,9 +103,10 @@ class PackedRun:
         self.stop_reason: str | None = None
         self._maximize = cfg.study.direction == "maximize"
 
-    def run(self) -> str:
-        """Train until there is nothing left to start and nothing left in the pack; the reason."""
-        deadline = time.monotonic() + self.cfg.study.timeout if self.cfg.study.timeout is not None else None
+    def run(self, *, deadline: float | None = None) -> str:
+        """Train until there is nothing left to start and nothing left in the pack, or until
+        ``deadline`` (``time.monotonic()``) has passed; the reason. May be called again."""
+        self.stop_reason = None
         heartbeats = _Heartbeats(self.backend, self.held, self.cfg.study.heartbeat_interval)
         heartbeats.start()
         try:

@@ -234,9 +234,10 @@ def _optimize(
             target,
         )
     try:
-        stop_reason = _StopRule.from_config(cfg).reason_to_stop(study) or (
-            _run_packed(driver) if isinstance(driver, PackedRun) else _optimize_until_stopped(study, cfg, driver, observer)
-        )
+        if isinstance(driver, PackedRun):
+            stop_reason = _run_packed_until_stopped(study, cfg, driver)
+        else:
+            stop_reason = _optimize_until_stopped(study, cfg, driver, observer)
     except KeyboardInterrupt as exc:
         stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
@@ -304,9 +305,17 @@ def _packed_run(
     )
 
 
-def _run_packed(packed: PackedRun) -> str:
+def _run_packed_until_stopped(study: optuna.Study, cfg: StudyConfig, packed: PackedRun) -> str:
+    """Run the pack to the target; as ``_optimize_until_stopped`` does, wait for trials running
+    elsewhere that the target counts, and when one fails or is recovered, train its replacement."""
+    deadline = time.monotonic() + cfg.study.timeout if cfg.study.timeout is not None else None
     with _sigterm_as_interrupt():
-        return packed.run()
+        while True:
+            reason = packed.run(deadline=deadline)
+            if reason != "target reached" or _n_finished(study) >= cfg.study.n_trials:
+                return reason
+            time.sleep(cfg.study.heartbeat_interval)
+            recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period)
 
 
 def _n_finished(study: optuna.Study) -> int:

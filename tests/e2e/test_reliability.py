@@ -135,3 +135,41 @@ def test_chaos_repeated_sigkill_then_resume_loses_nothing(tmp_path):
         assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 10
     print(f"chaos: {kills} kills, finished per round {finished_counts}, {len(resumed)} trials resumed "
           f"from checkpoints, {sum(t.state == TrialState.FAIL for t in final)} failed attempts, lost 0")
+
+
+@pytest.mark.parametrize("worker_host", ["this host", "another host"])
+def test_killed_pack_resumes_its_trials_from_their_checkpoints(tmp_path, worker_host):
+    """kill -9 of a packed run mid-training: the resume recovers the dead pack's trials (at once
+    when they ran on this host; once their heartbeats are older than the grace period when they
+    ran on another host, which they still look alive to at its start), and continues each from
+    its checkpoint, packed; the target is met exactly."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    config = slow_config(tmp_path, name="packed", n_trials=5, epochs=30)
+    # a grace period longer than the resume's start-up: the dead pack's trials still look alive then
+    config.write_text(config.read_text().replace("train: {device: cpu,", "train: {device: cpu, pack: 3,")
+                      .replace("grace_period: 3", "grace_period: 8"))
+    process = start(config, tmp_path)
+    wait_until(lambda: process.poll() is not None or len(checkpoint_files(tmp_path, "packed")) >= 3)
+    time.sleep(0.3)
+    process.kill()
+    process.communicate()
+    killed = [t for t in trials(url, "packed") if t.state == TrialState.RUNNING]
+    assert len(killed) == 3, "the pack held three trials when it was killed"
+    if worker_host == "another host":  # its pid cannot be checked from here: only heartbeats tell
+        storage = optuna.storages.RDBStorage(url)
+        for trial in killed:
+            worker = {**trial.user_attrs[trial_attrs.WORKER], "host": "elsewhere.invalid"}
+            storage.set_trial_user_attr(trial._trial_id, trial_attrs.WORKER, worker)
+        storage.remove_session()
+
+    resumed_run = run_cli("resume", "--study-name", "packed", "--no-report", cwd=tmp_path, timeout=300)
+    assert resumed_run.returncode == 0, resumed_run.stderr
+    final = trials(url, "packed")
+    assert sum(t.state in FINISHED for t in final) == 5
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    resumed = {t.user_attrs[trial_attrs.RESUMED_FROM]["trial"]: t for t in final
+               if t.state in FINISHED and t.user_attrs.get(trial_attrs.RESUMED_FROM)}
+    assert sorted(resumed) == sorted(t.number for t in killed)
+    for trial in resumed.values():
+        assert trial.user_attrs[trial_attrs.RESUMED_FROM]["epoch"] >= 1
+        assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 30

@@ -9,10 +9,15 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from hpstudy.storage.engine import Heartbeat, open_storage
+from hpstudy.storage.recovery import RetryStaleTrial, WorkerIdentity
 from hpstudy.storage.stored_config import CONFIG_ATTR, VERSION_ATTR, stored_config
+from hpstudy.storage.urls import parse_storage_url
+from hpstudy.study import trial_attrs
 from hpstudy.study.errors import UserError
 from hpstudy.study.optuna_parts import PRUNER_CLASSES, SAMPLER_CLASSES
 from hpstudy.study.runner import resume_study, run_study, session_seed
+from tests.conftest import QUICK_SPACE
 
 
 def load(cfg):
@@ -184,3 +189,28 @@ def test_budget_epochs_flag_reaches_the_config(tmp_path, capsys, monkeypatch):
     assert code == 0
     out = capsys.readouterr().out
     assert "Stopped: epoch budget spent" in out
+
+
+@pytest.mark.parametrize("pack", [1, 3])
+def test_a_target_met_only_by_a_silent_remote_trial_waits_recovers_and_trains_its_replacement(quick_config, pack):
+    """At the start of this run the target counts a trial another host is running. That host is
+    dead: its heartbeat stops. The run waits past the grace period, recovers the trial and trains
+    its retry, so the study ends with the target's number of finished trials, packed or not."""
+    cfg = quick_config(study__n_trials=2, study__heartbeat_interval=1, study__grace_period=2, train__pack=pack,
+                       search_space={**QUICK_SPACE, "epochs": 2})
+    first = quick_config(study__n_trials=1, study__heartbeat_interval=1, study__grace_period=2, train__pack=pack,
+                         search_space={**QUICK_SPACE, "epochs": 2})
+    run_study(first)
+    storage = open_storage(parse_storage_url(cfg.storage), mode="write", heartbeat=Heartbeat(1, 2, RetryStaleTrial()))
+    study = optuna.load_study(study_name="quick", storage=storage)
+    remote = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+    storage.set_trial_user_attr(remote._trial_id, trial_attrs.WORKER, WorkerIdentity("elsewhere.invalid", 1, None).to_dict())
+    storage.record_heartbeat(remote._trial_id)
+
+    result = run_study(cfg)
+    trials = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()
+    assert result.finished == 2 and result.stop_reason == "target reached"
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1  # the remote trial, recovered
+    retry = [t for t in trials if trial_attrs.lineage(t) == remote.number and t.number != remote.number]
+    assert len(retry) == 1 and retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retry[0].params["lr"] == remote.params["lr"]
