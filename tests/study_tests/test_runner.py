@@ -191,6 +191,7 @@ def test_budget_epochs_flag_reaches_the_config(tmp_path, capsys, monkeypatch):
     assert "Stopped: epoch budget spent" in out
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the remote trial is asked here
 @pytest.mark.parametrize("pack", [1, 3])
 def test_a_target_met_only_by_a_silent_remote_trial_waits_recovers_and_trains_its_replacement(quick_config, pack):
     """At the start of this run the target counts a trial another host is running. That host is
