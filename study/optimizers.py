@@ -24,15 +24,15 @@ from hpstudy.search_spaces.hyperparams import Hyperparams
 
 def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
     """Whether the kernel can be called directly: fused, one param group, every gradient present,
-    no closure, no step hooks, no gradient scaler attached, and the state made by a first step."""
+    no closure, no step hooks and no gradient scaler attached. (Each optimizer also needs the
+    state its first step makes.)"""
     if closure is not None or not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
         return False
     if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or _global_hooks_registered():
         return False
     if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
         return False
-    params = optimizer.param_groups[0]["params"]
-    return all(p.grad is not None and p in optimizer.state for p in params)
+    return all(p.grad is not None for p in optimizer.param_groups[0]["params"])
 
 
 def _global_hooks_registered() -> bool:
@@ -53,7 +53,9 @@ class LeanAdam(torch.optim.Adam):
         if group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]:
             return super().step(closure)
         params = group["params"]
-        states = [self.state[p] for p in params]
+        states = [self.state.get(p) for p in params]
+        if any(state is None or "step" not in state for state in states):
+            return super().step(closure)  # the first step makes the state
         steps = [state["step"] for state in states]
         torch._foreach_add_(steps, 1)
         decoupled = group.get("decoupled_weight_decay", isinstance(self, torch.optim.AdamW))
@@ -95,9 +97,9 @@ class LeanSGD(torch.optim.SGD):
         if group["maximize"] or group["differentiable"]:
             return super().step(closure)
         params = group["params"]
-        buffers = [] if group["momentum"] == 0 else [self.state[p].get("momentum_buffer") for p in params]
+        buffers = [] if group["momentum"] == 0 else [self.state.get(p, {}).get("momentum_buffer") for p in params]
         if any(buffer is None for buffer in buffers):
-            return super().step(closure)
+            return super().step(closure)  # the first step makes the momentum buffers
         torch._fused_sgd_(
             params,
             [p.grad for p in params],

@@ -118,3 +118,18 @@ def test_direct_step_leaves_float16_loss_scaling_to_pytorch():
     for mine, theirs in zip(*results):
         assert torch.equal(mine, theirs)
         assert torch.isfinite(mine).all()
+
+
+@pytest.mark.parametrize(("lean_class", "torch_class", "options"), LEAN_AND_TORCH)
+def test_after_the_first_step_pytorch_step_is_not_called(lean_class, torch_class, options, monkeypatch):
+    """The direct path is the point: once the state exists, no step goes through PyTorch's."""
+    model, _ = twin_models()
+    optimizer = lean_class(model.parameters(), lr=0.05, fused=True, **options)
+    train_steps(model, optimizer, 1, seed=5)  # PyTorch's own step makes the state
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = []
+    monkeypatch.setattr(torch.optim.Adam if torch_class is torch.optim.AdamW else torch_class, "step",
+                        lambda self, closure=None: calls.append(self))
+    train_steps(model, optimizer, 3, seed=6)
+    assert calls == []
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "the direct steps updated"
