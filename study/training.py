@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class EpochResult:
     """What one epoch measured. ``epoch`` counts from 1."""
