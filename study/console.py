@@ -122,10 +122,11 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
 
 
 def trials_table(trials: Sequence[FrozenTrial], *, title: str) -> Table:
-    """A table of trials: number, value, accuracy, epochs, then every param."""
-    names = sorted({name for t in trials for name in t.params})
+    """A table of trials: number, value, accuracy, epochs run of those asked for, then every other
+    param (a searched ``epochs`` is already the second half of "epochs run")."""
+    names = sorted({name for t in trials for name in t.params} - {"epochs"})
     table = Table(title=title, title_justify="left")
-    for column in ("trial", "value", "val acc", "epochs", *names):
+    for column in ("trial", "value", "val acc", "epochs run", *names):
         table.add_column(column, justify="right" if column not in names else "left")
     for trial in trials:
         attrs = trial.user_attrs

@@ -1,0 +1,25 @@
+"""The terminal summary: the top-trials table."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+from rich.console import Console
+
+from hpstudy.study import trial_attrs
+from hpstudy.study.console import trials_table
+
+
+def test_top_trials_table_shows_epochs_once_as_run_of_requested():
+    trial = optuna.trial.create_trial(
+        params={"epochs": 30, "lr": 0.01},
+        distributions={"epochs": IntDistribution(10, 40), "lr": FloatDistribution(1e-4, 1e-1, log=True)},
+        value=0.05,
+        user_attrs={trial_attrs.EPOCHS_RUN: 12, trial_attrs.EPOCHS_REQUESTED: 30, trial_attrs.VAL_ACCURACY: 0.98},
+    )
+    console = Console(record=True, width=200)
+    console.print(trials_table([trial], title="Top 1"))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "trial" in line and "value" in line)
+    assert header.count("epochs") == 1 and "epochs run" in header and "lr" in header
+    assert "12/30" in text and "0.01" in text
