@@ -416,6 +416,7 @@ class PackTrainer:
         member.dropout_rng.set_state(state["torch_rng"])
         if member.schedule is not None and "scheduler" in state:
             member.schedule.load_state_dict(state["scheduler"])
+            member.schedule.optimizer.param_groups[0]["lr"] = member.lr  # the schedule reads its lr from there
         if member.early_stopping is not None and "early_stopping" in state:
             for key, value in state["early_stopping"].items():
                 setattr(member.early_stopping, key, value)

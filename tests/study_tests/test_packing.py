@@ -193,6 +193,30 @@ def test_checkpoint_taken_in_a_pack_is_the_checkpoint_taken_alone_and_resumes_ei
         assert_same_results(resumed_alone, uninterrupted[index][2:])
 
 
+def test_a_resumed_member_goes_on_with_its_reduced_learning_rate(digits):
+    """A plateau schedule that has cut the lr before the checkpoint goes on from the cut lr."""
+    hp = Hyperparams.from_flat({**MEMBERS[0], "lr": 0.05, "epochs": 6})
+
+    def packed(resume=None):
+        trainer = PackTrainer(digits, device=torch.device("cpu"), eval_batch_size=4096)
+        trainer.add(0, hp, seed=100, plateau=(0.5, 0), resume=resume)
+        results, state = [], None
+        while trainer.members:
+            for member, result in trainer.round():
+                results.append(result)
+                if result.epoch == 3 and resume is None:
+                    state = cpu_copy(trainer.training_state(member))
+                if result.epoch == hp.epochs:
+                    trainer.remove(member)
+        return results, state
+
+    full, state = packed()
+    assert state["optimizer"]["param_groups"][0]["lr"] < hp.lr, "the schedule cut the lr before the checkpoint"
+    resumed, _ = packed(resume=(state, 3))
+    assert [r.lr for r in resumed] == [r.lr for r in full[3:]]
+    assert_same_results(resumed, full[3:])
+
+
 def test_packed_study_matches_the_unpacked_one_trial_by_trial(quick_config, tmp_path):
     space = {"lr": [3e-3, 1e-2], "batch_size": [32, 128], "hidden_units": [16, 48], "epochs": 3, "n_layers": 1,
              "dropout": 0.2, "optimizer": "adam"}
