@@ -46,8 +46,7 @@ def dropout_threshold(p: float) -> tuple[int, float]:
     return dropped - _LANES // 2, _LANES / (_LANES - dropped)
 
 
-def dropout_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def dropout_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """An inverted-dropout mask of ``shape``, drawn on the CPU: float32, ``1/P(keep)`` where a unit
     is kept (with probability ``1 - p``), 0 where it is dropped.
 
@@ -59,9 +58,9 @@ def dropout_mask(shape: tuple[int, ...], p: float, *, generator: torch.Generator
     """
     threshold, scale = dropout_threshold(p)
     count = math.prod(shape)
-    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64)
     lanes = words.random_(-(2**63), None, generator=generator).view(torch.int16)[:count].view(shape)
-    mask = torch.ge(lanes, threshold, out=torch.empty(shape, device=device))
+    mask = torch.ge(lanes, threshold, out=torch.empty(shape))
     return mask.mul_(scale)
 
 

@@ -24,15 +24,19 @@ from hpstudy.search_spaces.hyperparams import Hyperparams
 
 def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
     """Whether the kernel can be called directly: fused, one param group, every gradient present,
-    no closure, no step hooks and no gradient scaler attached. (Each optimizer also needs the
-    state its first step makes.)"""
+    no closure, no step hooks, no gradient scaler attached, and none of the options the direct
+    call leaves out (maximize, differentiable, and for Adam amsgrad and capturable). (Each
+    optimizer also needs the state its first step makes.)"""
     if closure is not None or not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    if any(group.get(option) for option in ("maximize", "differentiable", "amsgrad", "capturable")):
         return False
     if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or _global_hooks_registered():
         return False
     if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
         return False
-    return all(p.grad is not None for p in optimizer.param_groups[0]["params"])
+    return all(p.grad is not None for p in group["params"])
 
 
 def _global_hooks_registered() -> bool:
@@ -50,8 +54,6 @@ class LeanAdam(torch.optim.Adam):
         if not _direct_step_possible(self, closure):
             return super().step(closure)
         group = self.param_groups[0]
-        if group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]:
-            return super().step(closure)
         params = group["params"]
         states = [self.state.get(p) for p in params]
         if any(state is None or "step" not in state for state in states):
@@ -94,8 +96,6 @@ class LeanSGD(torch.optim.SGD):
         if not _direct_step_possible(self, closure):
             return super().step(closure)
         group = self.param_groups[0]
-        if group["maximize"] or group["differentiable"]:
-            return super().step(closure)
         params = group["params"]
         buffers = [] if group["momentum"] == 0 else [self.state.get(p, {}).get("momentum_buffer") for p in params]
         if any(buffer is None for buffer in buffers):
