@@ -4,7 +4,8 @@ A small model leaves the hardware idle: most of a training step is Python and ke
 overhead, not arithmetic. A pack trains up to K trials at once. Their weights are stacked into one
 tensor per layer (``(K, out, in)``, each member zero-padded to the widest member), so a training step
 is one ``baddbmm`` per layer for all of them, and each member's optimizer update is one call of the
-fused kernel its optimizer calls alone, on its row of one flat buffer.
+fused kernel its optimizer calls alone, on its rows of the stacked tensors. Dropout masks are drawn
+several steps at a time, and losses and hits add up on the device until an epoch ends.
 
 Each member stays the trial it would be alone: the same initial weights (built by ``build_model``
 from its seed), its own batch order (its own generator), its own dropout masks (drawn from a copy of
@@ -23,6 +24,7 @@ asking, reporting and telling.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from torch import nn
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.data import Splits
-from hpstudy.study.models import build_model, dropout_mask
+from hpstudy.study.models import build_model, dropout_threshold
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, TrainingParts, evaluate, training_state
 
@@ -87,41 +89,43 @@ class Member:
     weights: list[torch.Tensor] = field(default_factory=list)  # real-size (out, in) per layer
     biases: list[torch.Tensor] = field(default_factory=list)
     state: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # optimizer state, real size
+    pending_masks: list[torch.Tensor] = field(default_factory=list)  # drawn, unused dropout masks (per layer)
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where each layer's weight and bias sit in a stack's flat parameter buffer."""
+    """Where each layer's weights and biases sit in a stack's flat buffer: layer by layer, one
+    contiguous ``(K, out, in)`` block of every member's weights, then a ``(K, 1, out)`` block of
+    their biases."""
 
+    members: int
     widths: tuple[int, ...]  # input width, then each layer's (padded) output width
-    offsets: tuple[tuple[int, int, int], ...]  # (weight offset, bias offset, end) per layer
 
-    @classmethod
-    def for_widths(cls, widths: Sequence[int]) -> _Layout:
-        offsets, cursor = [], 0
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-            weight, bias = cursor, cursor + fan_out * fan_in
-            cursor = bias + fan_out
-            offsets.append((weight, bias, cursor))
-        return cls(tuple(widths), tuple(offsets))
+    @property
+    def shapes(self) -> list[tuple[int, int, int]]:
+        """The block shapes in buffer order: weight, bias, weight, bias..."""
+        k = self.members
+        return [shape for fan_in, fan_out in zip(self.widths[:-1], self.widths[1:])
+                for shape in ((k, fan_out, fan_in), (k, 1, fan_out))]
 
     @property
     def size(self) -> int:
-        return self.offsets[-1][2]
+        return sum(math.prod(shape) for shape in self.shapes)
 
-    @property
-    def sizes(self) -> list[tuple[int, int]]:
-        """(weight size, bias size) per layer, in buffer order."""
-        return [(bias - weight, end - bias) for weight, bias, end in self.offsets]
+    def blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """The blocks of a flat buffer laid out this way, as views, in buffer order."""
+        pieces = torch.split(flat, [math.prod(shape) for shape in self.shapes])
+        return [piece.view(shape) for piece, shape in zip(pieces, self.shapes)]
 
 
 class Stack:
-    """The members of one depth and activation, stacked: one flat ``(K, P)`` parameter buffer with
-    a view per layer, the optimizer state in buffers of the same shape, per-member settings as
-    ``(K, 1)`` tensors. Members are ordered by optimizer, so the RMSprop members' element-wise
-    update works in place on one contiguous slice."""
+    """The members of one depth and activation, stacked: a flat parameter buffer (``_Layout``) with
+    a view per layer's weights and biases, the optimizer state in buffers of the same layout,
+    per-member settings as ``(K, 1, 1)`` tensors. Members are ordered by optimizer, so the RMSprop
+    members' element-wise update works in place on one slice of each block."""
 
-    def __init__(self, members: list[Member], *, in_features: int, n_classes: int, device: torch.device) -> None:
+    def __init__(self, members: list[Member], *, in_features: int, n_classes: int, n_rows: int,
+                 device: torch.device) -> None:
         self.members = sorted(members, key=lambda m: OPTIMIZER_CODES[m.hp.optimizer])
         self.device = device
         self.activation = ACTIVATION_FUNCTIONS[self.members[0].hp.activation]
@@ -129,48 +133,57 @@ class Stack:
         # stays zero under each optimizer's update; only sigmoid needs the padding re-zeroed.
         self.zero_keeps_padding = self.members[0].hp.activation != "sigmoid"
         hidden = [max(m.hp.hidden_units[i] for m in self.members) for i in range(self.members[0].hp.n_layers)]
-        self.layout = _Layout.for_widths([in_features, *hidden, n_classes])
-        k, size = len(self.members), self.layout.size
-        self.params = torch.zeros(k, size, device=device)
-        self.real = torch.zeros(k, size, device=device)  # 1 where a member's real parameters are
-        self.buffers = {name: torch.zeros(k, size, device=device) for name in ("exp_avg", "exp_avg_sq", "momentum", "square_avg")}
+        k = len(self.members)
+        self.layout = _Layout(k, (in_features, *hidden, n_classes))
+        zeros = lambda: torch.zeros(self.layout.size, device=device)  # noqa: E731
+        self.params, self.grads, self.real = zeros(), zeros(), zeros()  # real: 1 where a member's real parameters are
+        self.buffers = {name: zeros() for name in ("exp_avg", "exp_avg_sq", "momentum", "square_avg")}
         self.momentum_started = [m.momentum_started for m in self.members]  # SGD: a buffer holds a gradient
         for slot, member in enumerate(self.members):
             self._load(slot, member)
-        self.params.requires_grad_(True)
-        column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).unsqueeze(1)  # noqa: E731
+        # Autograd sees one leaf per block, a view of the flat buffer, whose gradient is the same
+        # block of the flat gradient buffer: backward adds into it in place.
+        self.leaves = [block.detach().requires_grad_(True) for block in self.layout.blocks(self.params)]
+        for leaf, grad in zip(self.leaves, self.layout.blocks(self.grads)):
+            leaf.grad = grad
+        column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # noqa: E731
         self.weight_decay = column([m.hp.weight_decay for m in self.members])
         self.momentum = column([m.hp.momentum for m in self.members])
         self.step_counts = torch.tensor([float(m.steps) for m in self.members], device=device)  # Adam's "step"
         rmsprop = [slot for slot, m in enumerate(self.members) if m.hp.optimizer == "rmsprop"]
         self.rmsprop = (rmsprop[0], rmsprop[-1] + 1) if rmsprop else None  # the RMSprop members' slots
         self.batch = max(m.hp.batch_size for m in self.members)
-        self.index = torch.zeros(k, self.batch, dtype=torch.long, device=device)
+        self.n_rows = n_rows
+        self.orders = torch.zeros(k, n_rows, dtype=torch.long, device=device)  # each member's epoch order
+        self._order_of: list[torch.Tensor | None] = [None] * k  # which order tensor a row holds
+        self._offsets = torch.arange(self.batch, device=device)
         self.row_weight = torch.zeros(k, self.batch, device=device)
-        self._rows = [0] * k
-        self.masks = [torch.ones(k, self.batch, width, device=device) for width in hidden] if any(
+        self.real_rows = torch.zeros(k, self.batch, dtype=torch.bool, device=device)
+        self._batch_rows = [0] * k
+        # training loss and correct predictions of each member's epoch so far, read at its end
+        self.loss_sums = torch.zeros(k, device=device)
+        self.hits = torch.zeros(k, dtype=torch.long, device=device)
+        self.masks = _MaskChunks(self.members, hidden, batch=self.batch, n_rows=n_rows, device=device) if any(
             m.hp.dropout > 0 for m in self.members) else None
+        for slot, member in enumerate(self.members):
+            if self.masks is not None and member.pending_masks:
+                self.masks.load(slot, member.pending_masks)
+            member.pending_masks = []
+        # the blocks of each buffer, and each member's rows of them as its optimizer step takes them
+        self.blocks = {name: self.layout.blocks(flat) for name, flat in
+                       {"params": self.params, "grads": self.grads, **self.buffers}.items()}
+        self._member_rows = [{name: [block[slot] for block in blocks] for name, blocks in self.blocks.items()}
+                             for slot in range(k)]
+        for slot, rows in enumerate(self._member_rows):
+            rows["steps"] = [self.step_counts[slot]] * len(rows["params"])  # one per tensor, as the kernels take them
     # -------------------------------------------------------------- layout
 
-    def _views(self, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(weight (K, out, in), bias (K, 1, out)) views of a flat (K, P) buffer, per layer."""
-        # One split, not a slice per piece: its backward writes all gradients in a single buffer
-        # instead of a zero-filled full-size buffer per slice.
-        pieces = torch.split(flat, [size for layer in self.layout.sizes for size in layer], dim=1)
-        views = []
-        for layer, (fan_in, fan_out) in enumerate(zip(self.layout.widths[:-1], self.layout.widths[1:])):
-            weight, bias = pieces[2 * layer], pieces[2 * layer + 1]
-            views.append((weight.view(-1, fan_out, fan_in), bias.view(-1, 1, fan_out)))
-        return views
-
     def _member_slices(self, slot: int, flat: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        member = self.members[slot]
-        widths = [self.layout.widths[0], *member.hp.hidden_units, self.layout.widths[-1]]
-        out = []
-        for layer, (weight, bias) in enumerate(self._views(flat[slot : slot + 1])):
-            fan_in, fan_out = widths[layer], widths[layer + 1]
-            out.append((weight[0, :fan_out, :fan_in], bias[0, 0, :fan_out]))
-        return out
+        """Member ``slot``'s (weight, bias) per layer in a flat buffer, at its real size."""
+        widths = [self.layout.widths[0], *self.members[slot].hp.hidden_units, self.layout.widths[-1]]
+        blocks = self.layout.blocks(flat)
+        return [(weight[slot, :fan_out, :fan_in], bias[slot, 0, :fan_out])
+                for weight, bias, fan_in, fan_out in zip(blocks[::2], blocks[1::2], widths[:-1], widths[1:])]
 
     def _load(self, slot: int, member: Member) -> None:
         for (weight, bias), real_w, real_b in zip(self._member_slices(slot, self.params), member.weights, member.biases):
@@ -185,9 +198,22 @@ class Stack:
                 bias.copy_(state_b)
 
     def unload(self) -> None:
-        """Copy every member's parameters and optimizer state out, at their real sizes."""
-        for slot in range(len(self.members)):
+        """Hand every member back before this stack is dropped: its parameters and optimizer state
+        at their real sizes, its epoch's loss and hits so far, and the dropout masks it has drawn
+        but not used yet (the next stack uses them, so its random stream stays the one alone)."""
+        for slot, member in enumerate(self.members):
             self.unload_member(slot)
+            self.flush_totals(slot)
+            if self.masks is not None:
+                member.pending_masks = self.masks.unused(slot)
+
+    def flush_totals(self, slot: int) -> None:
+        """Add member ``slot``'s training loss and hits since the last flush to its epoch totals."""
+        member = self.members[slot]
+        member.loss_sum += self.loss_sums[slot].item()
+        member.correct += self.hits[slot].item()
+        self.loss_sums[slot] = 0.0
+        self.hits[slot] = 0
 
     def unload_member(self, slot: int) -> None:
         """Copy member ``slot``'s parameters and optimizer state out, at their real sizes."""
@@ -217,92 +243,160 @@ class Stack:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step of every member on its next batch (each member has at least two
-        rows left in its epoch: the caller ends an epoch before that)."""
+        rows left in its epoch: the caller ends an epoch before that). Nothing is read back: the
+        losses and hits add up on the device until ``flush_totals``."""
         started = time.perf_counter()
-        rows = []
-        for slot, member in enumerate(self.members):
-            take = member.order[member.position : member.position + member.hp.batch_size]
-            count = len(take)
-            self.index[slot, :count] = take
-            if count != self._rows[slot]:  # a new member, or the short last batch of an epoch
-                self.row_weight[slot].zero_()
-                self.row_weight[slot, :count] = 1.0 / count
-                self._rows[slot] = count
-            rows.append(count)
         k = len(self.members)
-        inputs = x.index_select(0, self.index.flatten()).view(k, self.batch, -1)
-        targets = y.index_select(0, self.index.flatten()).view(k, self.batch)
+        for slot, member in enumerate(self.members):
+            if member.order is not self._order_of[slot]:  # a new epoch: its order comes in
+                self.orders[slot] = member.order
+                self._order_of[slot] = member.order
+        rows = [min(member.hp.batch_size, self.n_rows - member.position) for member in self.members]
+        if rows != self._batch_rows:  # a new member, or the short last batch of an epoch
+            self._set_rows(rows)
+        starts = torch.tensor([member.position for member in self.members], device=self.device)
+        index = self.orders.gather(1, (starts.unsqueeze(1) + self._offsets).clamp_(max=self.n_rows - 1)).flatten()
+        inputs = x.index_select(0, index).view(k, self.batch, -1)
+        targets = y.index_select(0, index).view(k, self.batch)
+        masks = self.masks.next() if self.masks is not None else None
         hidden = inputs
-        views = self._views(self.params)
-        for layer, (weight, bias) in enumerate(views[:-1]):
+        layers = list(zip(self.leaves[::2], self.leaves[1::2]))
+        for layer, (weight, bias) in enumerate(layers[:-1]):
             hidden = self.activation(torch.baddbmm(bias, hidden, weight.transpose(1, 2)))
-            if self.masks is not None:
-                hidden = hidden * self._draw_masks(layer, rows)
-        weight, bias = views[-1]
+            if masks is not None:
+                hidden = hidden * masks[layer]
+        weight, bias = layers[-1]
         logits = torch.baddbmm(bias, hidden, weight.transpose(1, 2))
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.flatten(), reduction="none")
         losses = losses.view(k, self.batch)
+        self.grads.zero_()
         (losses * self.row_weight).sum().backward()
         with torch.no_grad():
-            real = self.row_weight > 0
-            loss_sums = (losses * real).sum(dim=1)
-            hits = ((logits.argmax(dim=2) == targets) & real).sum(dim=1)
+            self.loss_sums += losses.where(self.real_rows, 0.0).sum(dim=1)
+            self.hits += ((logits.argmax(dim=2) == targets) & self.real_rows).sum(dim=1)
             self._update()
-        elapsed = time.perf_counter() - started
-        for member, count, loss_sum, correct in zip(self.members, rows, loss_sums.tolist(), hits.tolist()):
+        share = (time.perf_counter() - started) / k
+        for member, count in zip(self.members, rows):
             member.position += count
             member.seen += count
-            member.loss_sum += loss_sum
-            member.correct += correct
             member.steps += 1
-            member.seconds += elapsed / k
+            member.seconds += share
 
-    def _draw_masks(self, layer: int, rows: list[int]) -> torch.Tensor:
-        """Each member's dropout mask for ``layer``, drawn from its own random state exactly as
-        alone (``dropout_mask``), written into the stack's mask buffer."""
-        assert self.masks is not None
-        masks = self.masks[layer]
-        for slot, (member, count) in enumerate(zip(self.members, rows)):
-            p = member.hp.dropout
-            if p > 0.0:
-                width = member.hp.hidden_units[layer]
-                # drawn on the CPU from the member's CPU random state (the one a checkpoint keeps),
-                # then copied to the stack's device
-                masks[slot, :count, :width] = dropout_mask((count, width), p, generator=member.dropout_rng)
-        return masks
+    def _set_rows(self, rows: list[int]) -> None:
+        """Each member's batch rows: the first ``rows[slot]`` count, each weighing ``1 / rows``."""
+        counts = torch.tensor(rows, device=self.device).unsqueeze(1)
+        self.real_rows = self._offsets < counts
+        self.row_weight = self.real_rows / counts
+        self._batch_rows = rows
 
     def _update(self) -> None:
-        """Each member's optimizer step, in place on its row of the flat buffers: Adam, AdamW and
+        """Each member's optimizer step, in place on its rows of the blocks: Adam, AdamW and
         SGD through the fused kernel its optimizer alone calls (``optimizers``), with its own lr and
         weight decay, so the update is the same arithmetic; RMSprop (no fused kernel) as PyTorch's
         element-wise formula. Padding stays zero: its gradient and state are zero."""
-        params, grads = self.params.data, self.params.grad
         self.step_counts += 1
-        for slot, member in enumerate(self.members):
+        for slot, (member, rows) in enumerate(zip(self.members, self._member_rows)):
             hp = member.hp
             if hp.optimizer in ("adam", "adamw"):
                 kernel = torch._fused_adamw_ if hp.optimizer == "adamw" else torch._fused_adam_
-                kernel([params[slot]], [grads[slot]], [self.buffers["exp_avg"][slot]],
-                       [self.buffers["exp_avg_sq"][slot]], [], [self.step_counts[slot]], amsgrad=False, lr=member.lr,
+                kernel(rows["params"], rows["grads"], rows["exp_avg"], rows["exp_avg_sq"], [], rows["steps"],
+                       amsgrad=False, lr=member.lr,
                        beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=hp.weight_decay, eps=ADAM_EPS,
                        maximize=False)
             elif hp.optimizer == "sgd":
-                torch._fused_sgd_([params[slot]], [grads[slot]], [self.buffers["momentum"][slot]] if hp.momentum else [],
+                torch._fused_sgd_(rows["params"], rows["grads"], rows["momentum"] if hp.momentum else [],
                                   weight_decay=hp.weight_decay, momentum=hp.momentum, lr=member.lr, dampening=0.0,
                                   nesterov=False, maximize=False, is_first_step=not self.momentum_started[slot])
                 self.momentum_started[slot] = True
         if self.rmsprop is not None:
             first, end = self.rmsprop
-            p, g = params[first:end], grads[first:end]
-            g = g.addcmul(p, self.weight_decay[first:end])  # L2 weight decay enters the gradient
-            rate = torch.tensor([[m.lr] for m in self.members[first:end]], device=self.device)
-            square_avg, buf = self.buffers["square_avg"][first:end], self.buffers["momentum"][first:end]
-            square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-            buf.mul_(self.momentum[first:end]).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
-            p.sub_(buf * rate)
+            rate = torch.tensor([m.lr for m in self.members[first:end]], device=self.device).view(-1, 1, 1)
+            decay, momentum = self.weight_decay[first:end], self.momentum[first:end]
+            for p, g, square_avg, buf in zip(*(self.blocks[name] for name in ("params", "grads", "square_avg", "momentum"))):
+                p, square_avg, buf = p[first:end], square_avg[first:end], buf[first:end]
+                g = g[first:end].addcmul(p, decay)  # L2 weight decay enters the gradient
+                square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+                buf.mul_(momentum).addcdiv_(g, square_avg.sqrt().add_(RMSPROP_EPS))
+                p.sub_(buf * rate)
         if self.zero_keeps_padding is False:
-            params.mul_(self.real)  # sigmoid(0) = 0.5 feeds padded inputs: put the padding back to zero
-        self.params.grad = None
+            self.params.mul_(self.real)  # sigmoid(0) = 0.5 feeds padded inputs: put the padding back to zero
+
+
+class _MaskChunks:
+    """The dropout masks of a stack's members, drawn several steps at a time.
+
+    Alone, a trial draws one mask per layer and step from its random state (``dropout_mask``). A
+    member draws the same numbers in the same order, a chunk of its next steps (never past the end
+    of its epoch) in one call, so a step costs one gather per layer instead of a draw per member and
+    layer. Buffers are ``(K, S, batch, width)`` per layer; members without dropout keep all ones.
+    """
+
+    #: at most this many mask entries per stack (64 MiB of float32); S is at most MAX_STEPS
+    BUDGET = 1 << 24
+    MAX_STEPS = 32
+
+    def __init__(self, members: list[Member], hidden: list[int], *, batch: int, n_rows: int, device: torch.device) -> None:
+        self.members = members
+        self.n_rows = n_rows
+        k = len(members)
+        self.steps = max(1, min(self.MAX_STEPS, self.BUDGET // (k * batch * sum(hidden))))
+        self.buffers = [torch.ones(k, self.steps, batch, width, device=device) for width in hidden]
+        self._slots = torch.arange(k, device=device)
+        self._cursor = [0] * k  # the next unused step of each member's chunk
+        self._filled = [0] * k  # steps drawn into its chunk
+
+    def next(self) -> list[torch.Tensor]:
+        """Every member's masks for this step, per layer ``(K, batch, width)``."""
+        for slot, member in enumerate(self.members):
+            if member.hp.dropout > 0.0 and self._cursor[slot] == self._filled[slot]:
+                self._draw(slot)
+        cursor = torch.tensor(self._cursor, device=self._slots.device)
+        masks = [buffer[self._slots, cursor] for buffer in self.buffers]
+        self._cursor = [c + 1 if c < f else c for c, f in zip(self._cursor, self._filled)]
+        return masks
+
+    def _draw(self, slot: int) -> None:
+        """Fill member ``slot``'s chunk with the masks of its next steps in this epoch: one draw for
+        all of them, cut as ``dropout_mask`` cuts a draw per layer and step (four 16-bit lanes per
+        64-bit word, each layer's mask starting on a new word)."""
+        member = self.members[slot]
+        batch, widths = member.hp.batch_size, member.hp.hidden_units
+        left = self.n_rows - member.position
+        full = min(self.steps, left // batch)
+        runs = [(full, batch)] if full else []  # (steps, rows): full batches, then the epoch's short last one
+        if full < self.steps and left - full * batch >= 2:
+            runs.append((1, left - full * batch))
+        step_words = [sum((rows * width + 3) // 4 for width in widths) for _, rows in runs]
+        drawn = torch.empty(sum(steps * words for (steps, _), words in zip(runs, step_words)), dtype=torch.int64)
+        lanes = drawn.random_(-(2**63), None, generator=member.dropout_rng).view(torch.int16)
+        threshold, scale = dropout_threshold(member.hp.dropout)
+        word, step = 0, 0
+        for (steps, rows), words in zip(runs, step_words):
+            block = lanes[4 * word : 4 * (word + steps * words)].view(steps, 4 * words)
+            lane = 0
+            for buffer, width in zip(self.buffers, widths):
+                cut = block[:, lane : lane + rows * width].reshape(steps, rows, width)
+                into = buffer[slot, step : step + steps, :rows, :width]
+                into.copy_(torch.ge(cut, threshold)).mul_(scale)
+                lane += 4 * ((rows * width + 3) // 4)
+            word, step = word + steps * words, step + steps
+        self._cursor[slot], self._filled[slot] = 0, step
+
+    def unused(self, slot: int) -> list[torch.Tensor]:
+        """Member ``slot``'s drawn but unused masks at its real size, per layer (for the next stack)."""
+        cursor, filled = self._cursor[slot], self._filled[slot]
+        if cursor == filled:
+            return []
+        member = self.members[slot]
+        return [buffer[slot, cursor:filled, : member.hp.batch_size, :width].clone()
+                for buffer, width in zip(self.buffers, member.hp.hidden_units)]
+
+    def load(self, slot: int, masks: list[torch.Tensor]) -> None:
+        """Take over ``unused`` masks from the member's previous stack."""
+        steps = len(masks[0])
+        for buffer, mask in zip(self.buffers, masks):
+            buffer[slot, :steps, : mask.shape[1], : mask.shape[2]] = mask
+        self._cursor[slot], self._filled[slot] = 0, steps
 
 
 class PackTrainer:
@@ -455,6 +549,9 @@ class PackTrainer:
         """Validate ``member`` as ``fit`` does and step its schedule; its next epoch starts with the
         next round, so between rounds its state is what ``fit``'s is between epochs."""
         started = time.perf_counter()
+        stack = self._stack_of(member)
+        if stack is not None:
+            stack.flush_totals(stack.members.index(member))
         val_loss, val_accuracy = evaluate(self.model_of(member), self.splits.x_val, self.splits.y_val,
                                           batch_size=self.eval_batch_size)
         result = EpochResult(
@@ -489,7 +586,7 @@ class PackTrainer:
                 stack.unload()
         self._stacks = {
             key: kept.get(key) or Stack(members, in_features=self.x_train.shape[1], n_classes=self.splits.n_classes,
-                                        device=self.device)
+                                        n_rows=len(self.x_train), device=self.device)
             for key, members in groups.items()
         }
         self._dirty = False

@@ -20,7 +20,7 @@ from hpstudy.study.data import load_splits
 from hpstudy.study.errors import UserError
 from hpstudy.study.models import build_model
 from hpstudy.study.pack_runner import _Held, _Heartbeats
-from hpstudy.study.packing import PackTrainer, stack_key
+from hpstudy.study.packing import PackTrainer, _MaskChunks, stack_key
 from hpstudy.study.runner import run_study
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.checkpoints import cpu_copy
@@ -94,6 +94,43 @@ def test_member_joining_mid_way_matches_alone(digits):
             if result.epoch == member.hp.epochs:
                 trainer.remove(member)
     assert [r.val_loss for r in results] == pytest.approx([r.val_loss for r in alone(digits, late, 2)], rel=1e-5)
+
+
+def test_members_of_one_stack_match_alone_as_others_join_and_leave_mid_epoch(digits, monkeypatch):
+    """Three members share a stack; two join and one leaves in the middle of the others' epochs, so
+    the stack is rebuilt with dropout masks drawn but not yet used (chunks of 5 steps here, the
+    last chunk of an epoch holding its short batch): each still trains exactly as alone."""
+    monkeypatch.setattr(_MaskChunks, "MAX_STEPS", 5)
+    base = {"batch_size": 32, "n_layers": 2, "lr": 2e-3}
+    hps = {
+        "a": Hyperparams.from_flat({**base, "hidden_units": 64, "dropout": 0.3, "optimizer": "adam", "epochs": 3}),
+        "b": Hyperparams.from_flat({**base, "hidden_units": 50, "dropout": 0.2, "optimizer": "sgd", "momentum": 0.9,
+                                    "epochs": 1}),
+        "c": Hyperparams.from_flat({**base, "hidden_units": 40, "dropout": 0.0, "optimizer": "adamw", "epochs": 2}),
+    }
+    joins = {7: "b", 23: "c"}  # round -> member joining before it
+    trainer = PackTrainer(digits, device=torch.device("cpu"), eval_batch_size=4096)
+    trainer.add("a", hps["a"], seed=11)
+    packed: dict[str, list] = {key: [] for key in hps}
+    largest_stack, rounds = 0, 0
+    while trainer.members:
+        rounds += 1
+        if rounds in joins:
+            trainer.add(joins[rounds], hps[joins[rounds]], seed=10 + rounds)
+        for member, result in trainer.round():
+            packed[member.key].append(result)
+            if result.epoch == member.hp.epochs:
+                trainer.remove(member)
+        largest_stack = max(largest_stack, *(len(stack.members) for stack in trainer._stacks.values()))
+    assert largest_stack == 3
+    for key, hp in hps.items():
+        seed = 11 if key == "a" else 10 + next(r for r, k in joins.items() if k == key)
+        solo = alone(digits, hp, seed)
+        assert len(packed[key]) == hp.epochs
+        for mine, theirs in zip(packed[key], solo):
+            assert mine.train_loss == pytest.approx(theirs.train_loss, rel=1e-5), key
+            assert mine.train_accuracy == pytest.approx(theirs.train_accuracy, abs=1e-6), key
+            assert mine.val_loss == pytest.approx(theirs.val_loss, rel=1e-5), key
 
 
 def test_stacks_group_members_that_pad_little_and_only_changed_stacks_are_rebuilt(digits):
