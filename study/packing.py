@@ -142,10 +142,14 @@ class Stack:
         for slot, member in enumerate(self.members):
             self._load(slot, member)
         # Autograd sees one leaf per block, a view of the flat buffer, whose gradient is the same
-        # block of the flat gradient buffer: backward adds into it in place.
-        self.leaves = [block.detach().requires_grad_(True) for block in self.layout.blocks(self.params)]
-        for leaf, grad in zip(self.leaves, self.layout.blocks(self.grads)):
-            leaf.grad = grad
+        # block of the flat gradient buffer: backward adds into it in place. A stack of one member
+        # drops the member dimension and multiplies as nn.Linear does (faster than a batch of one).
+        self.single = k == 1
+        leaf = (lambda block: block[0, 0] if block.shape[1] == 1 else block[0]) if self.single else (lambda block: block)  # noqa: E731
+        self.leaves = [leaf(block).detach().requires_grad_(True) for block in self.layout.blocks(self.params)]
+        for tensor, grad in zip(self.leaves, self.layout.blocks(self.grads)):
+            tensor.grad = leaf(grad)
+        self._layers = list(zip(self.leaves[::2], self.leaves[1::2]))  # (weight, bias) per layer
         column = lambda values: torch.tensor(values, dtype=torch.float32, device=device).view(-1, 1, 1)  # noqa: E731
         self.weight_decay = column([m.hp.weight_decay for m in self.members])
         self.momentum = column([m.hp.momentum for m in self.members])
@@ -256,17 +260,8 @@ class Stack:
             self._set_rows(rows)
         starts = torch.tensor([member.position for member in self.members], device=self.device)
         index = self.orders.gather(1, (starts.unsqueeze(1) + self._offsets).clamp_(max=self.n_rows - 1)).flatten()
-        inputs = x.index_select(0, index).view(k, self.batch, -1)
         targets = y.index_select(0, index).view(k, self.batch)
-        masks = self.masks.next() if self.masks is not None else None
-        hidden = inputs
-        layers = list(zip(self.leaves[::2], self.leaves[1::2]))
-        for layer, (weight, bias) in enumerate(layers[:-1]):
-            hidden = self.activation(torch.baddbmm(bias, hidden, weight.transpose(1, 2)))
-            if masks is not None:
-                hidden = hidden * masks[layer]
-        weight, bias = layers[-1]
-        logits = torch.baddbmm(bias, hidden, weight.transpose(1, 2))
+        logits = self._forward(x.index_select(0, index), self.masks.next() if self.masks is not None else None)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.flatten(), reduction="none")
         losses = losses.view(k, self.batch)
         self.grads.zero_()
@@ -281,6 +276,24 @@ class Stack:
             member.seen += count
             member.steps += 1
             member.seconds += share
+
+    def _forward(self, inputs: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
+        """The logits ``(K, batch, classes)`` of every member on its rows of ``inputs``
+        ``(K * batch, features)``, with its dropout ``masks`` (per layer) if any."""
+        if self.single:
+            hidden = inputs
+            for layer, (weight, bias) in enumerate(self._layers[:-1]):
+                hidden = self.activation(F.linear(hidden, weight, bias))
+                if masks is not None:
+                    hidden = hidden * masks[layer][0]
+            return F.linear(hidden, *self._layers[-1]).unsqueeze(0)
+        hidden = inputs.view(len(self.members), self.batch, -1)
+        for layer, (weight, bias) in enumerate(self._layers[:-1]):
+            hidden = self.activation(torch.baddbmm(bias, hidden, weight.transpose(1, 2)))
+            if masks is not None:
+                hidden = hidden * masks[layer]
+        weight, bias = self._layers[-1]
+        return torch.baddbmm(bias, hidden, weight.transpose(1, 2))
 
     def _set_rows(self, rows: list[int]) -> None:
         """Each member's batch rows: the first ``rows[slot]`` count, each weighing ``1 / rows``."""
