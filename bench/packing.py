@@ -10,6 +10,11 @@ training trials one after another, the other K at a time (``--pack K``):
   for 10 epochs, no pruning: the case packing is made for (no padding, equal epoch clocks), so
   both studies train the same number of epochs.
 
+A third, **training only**, leaves Optuna, storage and the process start out: K same-shape MLPs
+trained one after another (hpstudy's loop alone) against the same K trained as one pack, in one
+process, for a few widths and batch sizes, as the issue's plain vmapped reference measured it.
+Each member matches the trial alone (the tests check it), so the two sides do the same work.
+
     python -m bench.packing              # 40 default-space and 16 same-shape trials, pack of 8
     python -m bench.packing --quick      # 8 and 4 trials of at most 6 epochs, pack of 4 (a smoke run)
 """
@@ -26,8 +31,16 @@ from typing import Any
 import optuna
 
 from bench.common import machine_line
+import torch
+
+from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.config import load_config
+from hpstudy.study.data import Splits, load_splits
+from hpstudy.study.models import build_model
+from hpstudy.study.optimizers import build_optimizer
+from hpstudy.study.packing import PackTrainer
 from hpstudy.study.runner import epochs_run, run_study
+from hpstudy.study.training import TrainingParts, fit, warm_up
 
 SAME_SHAPE_SPACE: dict[str, Any] = {
     "lr": {"low": 1e-4, "high": 1e-1, "log": True},
@@ -70,12 +83,56 @@ def compare(folder: Path, scenario: str, *, trials: int, pack: int, repeats: int
               f"x{per_hour / base_trials:.2f} trials/h  x{epochs / base_epochs:.2f} epochs/h")
 
 
+def train_alone(splits: Splits, hps: list[Hyperparams]) -> float:
+    """Seconds to train each of ``hps`` with hpstudy's loop, one after another (seed = index)."""
+    began = time.perf_counter()
+    for seed, hp in enumerate(hps):
+        torch.manual_seed(seed)
+        model = build_model(hp, kind="mlp", input_shape=splits.input_shape, n_classes=splits.n_classes)
+        data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        parts = TrainingParts(torch.Generator().manual_seed(seed))
+        for _ in fit(model, build_optimizer(model, hp), data, epochs=hp.epochs, batch_size=hp.batch_size, parts=parts):
+            pass
+    return time.perf_counter() - began
+
+
+def train_packed(splits: Splits, hps: list[Hyperparams]) -> float:
+    """Seconds to train all of ``hps`` as one pack (seed = index), each member leaving when done."""
+    began = time.perf_counter()
+    trainer = PackTrainer(splits, device=torch.device("cpu"), eval_batch_size=4096)
+    for seed, hp in enumerate(hps):
+        trainer.add(seed, hp, seed=seed)
+    while trainer.members:
+        for member, result in trainer.round():
+            if result.epoch == member.hp.epochs:
+                trainer.remove(member)
+    return time.perf_counter() - began
+
+
+def compare_training(shapes: list[tuple[int, int]], *, pack: int, epochs: int, repeats: int) -> None:
+    """Training only, in process: ``pack`` same-shape MLPs (2 layers, dropout 0.2, Adam, lrs apart)
+    alone one after another against packed, per (width, batch size); best of ``repeats``."""
+    print(f"\ntraining only: {pack} MLPs 2 x width, dropout 0.2, Adam, {epochs} epochs each, best of {repeats}")
+    splits = load_splits(load_config().data, seed=0)
+    warm_up()
+    for width, batch in shapes:
+        hps = [Hyperparams.from_flat({"n_layers": 2, "hidden_units": width, "batch_size": batch, "epochs": epochs,
+                                      "dropout": 0.2, "optimizer": "adam", "lr": 1e-3 * (1 + i / 4)})
+               for i in range(pack)]
+        alone, packed = [], []
+        for _ in range(repeats):  # interleaved, so a drifting machine slows both sides alike
+            alone.append(train_alone(splits, hps))
+            packed.append(train_packed(splits, hps))
+        print(f"width {width:>3} batch {batch:>3}: alone {min(alone):.3f} s  packed {min(packed):.3f} s  "
+              f"x{min(alone) / min(packed):.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--pack", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(machine_line())
@@ -83,13 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         trials, same_shape_trials, pack, repeats = 8, 4, 4, 1
         default_values: dict[str, Any] = {"search_space.epochs": {"low": 2, "high": 6}}
         same_shape = {**SAME_SHAPE_SPACE, "epochs": 3}
+        shapes, training_epochs = [(32, 64)], 1
     else:
         trials, same_shape_trials, pack, repeats = args.trials, 2 * args.pack, args.pack, args.repeats
         default_values, same_shape = {}, SAME_SHAPE_SPACE
+        shapes, training_epochs = [(32, 32), (64, 64), (128, 64), (128, 128), (256, 128)], 3
     with tempfile.TemporaryDirectory() as tmp:
         compare(Path(tmp), "default space", trials=trials, pack=pack, repeats=repeats, values=default_values)
         compare(Path(tmp), "same shape", trials=same_shape_trials, pack=pack, repeats=repeats,
                 values={"search_space": same_shape, "study.pruner": {"name": "none"}})
+    compare_training(shapes, pack=pack, epochs=training_epochs, repeats=repeats)
     return 0
 
 

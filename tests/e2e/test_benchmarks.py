@@ -38,9 +38,11 @@ def test_overhead_prints_the_split():
     assert re.search(r"per trial, .*: \d+ ms, of which math \d+ ms and the rest .* \d+ ms", out)
 
 
-def test_packing_prints_rates_and_ratios_for_both_scenarios():
+def test_packing_prints_rates_and_ratios_for_every_scenario():
     out = bench("bench.packing")
-    default, same_shape = out.split("same shape:")
+    studies, training_only = out.split("training only:")
+    default, same_shape = studies.split("same shape:")
+    assert re.search(r"width\s+32 batch\s+64: alone \d+\.\d+ s\s+packed \d+\.\d+ s\s+x\d+\.\d+", training_only)
     for part in (default, same_shape):
         assert re.search(r"one at a time\s+\d+ trials/h", part)
         assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", part)
