@@ -156,14 +156,19 @@ class Stack:
         self.step_counts = torch.tensor([float(m.steps) for m in self.members], device=device)  # Adam's "step"
         rmsprop = [slot for slot, m in enumerate(self.members) if m.hp.optimizer == "rmsprop"]
         self.rmsprop = (rmsprop[0], rmsprop[-1] + 1) if rmsprop else None  # the RMSprop members' slots
+        self._rates: tuple[tuple[float, ...], torch.Tensor | None] = ((), None)  # see _rmsprop_rates
         self.batch = max(m.hp.batch_size for m in self.members)
         self.n_rows = n_rows
         self.orders = torch.zeros(k, n_rows, dtype=torch.long, device=device)  # each member's epoch order
         self._order_of: list[torch.Tensor | None] = [None] * k  # which order tensor a row holds
+        # where each member's next batch starts in its order, kept on the device (a tensor made from
+        # the Python positions each step would be a blocking copy to a GPU)
+        self.starts = torch.zeros(k, dtype=torch.long, device=device)
         self._offsets = torch.arange(self.batch, device=device)
         self.row_weight = torch.zeros(k, self.batch, device=device)
         self.real_rows = torch.zeros(k, self.batch, dtype=torch.bool, device=device)
-        self._batch_rows = [0] * k
+        self._batch_rows = [0] * k  # rows each member takes this step; the same on the device:
+        self._counts = torch.zeros(k, dtype=torch.long, device=device)
         # training loss and correct predictions of each member's epoch so far, read at its end
         self.loss_sums = torch.zeros(k, device=device)
         self.hits = torch.zeros(k, dtype=torch.long, device=device)
@@ -254,12 +259,13 @@ class Stack:
         for slot, member in enumerate(self.members):
             if member.order is not self._order_of[slot]:  # a new epoch: its order comes in
                 self.orders[slot] = member.order
+                self.starts[slot] = member.position
                 self._order_of[slot] = member.order
         rows = [min(member.hp.batch_size, self.n_rows - member.position) for member in self.members]
         if rows != self._batch_rows:  # a new member, or the short last batch of an epoch
             self._set_rows(rows)
-        starts = torch.tensor([member.position for member in self.members], device=self.device)
-        index = self.orders.gather(1, (starts.unsqueeze(1) + self._offsets).clamp_(max=self.n_rows - 1)).flatten()
+        index = self.orders.gather(1, (self.starts.unsqueeze(1) + self._offsets).clamp_(max=self.n_rows - 1)).flatten()
+        self.starts += self._counts
         targets = y.index_select(0, index).view(k, self.batch)
         logits = self._forward(x.index_select(0, index), self.masks.next() if self.masks is not None else None)
         losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.flatten(), reduction="none")
@@ -295,11 +301,21 @@ class Stack:
         weight, bias = self._layers[-1]
         return torch.baddbmm(bias, hidden, weight.transpose(1, 2))
 
+    def _rmsprop_rates(self) -> torch.Tensor:
+        """The RMSprop members' learning rates as a ``(n, 1, 1)`` tensor, made anew only when one
+        changed (a plateau schedule cuts it between epochs)."""
+        assert self.rmsprop is not None
+        first, end = self.rmsprop
+        rates = tuple(member.lr for member in self.members[first:end])
+        if rates != self._rates[0]:
+            self._rates = (rates, torch.tensor(rates, device=self.device).view(-1, 1, 1))
+        return self._rates[1]
+
     def _set_rows(self, rows: list[int]) -> None:
         """Each member's batch rows: the first ``rows[slot]`` count, each weighing ``1 / rows``."""
-        counts = torch.tensor(rows, device=self.device).unsqueeze(1)
-        self.real_rows = self._offsets < counts
-        self.row_weight = self.real_rows / counts
+        self._counts = torch.tensor(rows, device=self.device)
+        self.real_rows = self._offsets < self._counts.unsqueeze(1)
+        self.row_weight = self.real_rows / self._counts.unsqueeze(1)
         self._batch_rows = rows
 
     def _update(self) -> None:
@@ -323,7 +339,7 @@ class Stack:
                 self.momentum_started[slot] = True
         if self.rmsprop is not None:
             first, end = self.rmsprop
-            rate = torch.tensor([m.lr for m in self.members[first:end]], device=self.device).view(-1, 1, 1)
+            rate = self._rmsprop_rates()
             decay, momentum = self.weight_decay[first:end], self.momentum[first:end]
             for p, g, square_avg, buf in zip(*(self.blocks[name] for name in ("params", "grads", "square_avg", "momentum"))):
                 p, square_avg, buf = p[first:end], square_avg[first:end], buf[first:end]
@@ -357,14 +373,16 @@ class _MaskChunks:
         self._slots = torch.arange(k, device=device)
         self._cursor = [0] * k  # the next unused step of each member's chunk
         self._filled = [0] * k  # steps drawn into its chunk
+        self._cursors = torch.zeros(k, dtype=torch.long, device=device)  # the same, on the device
+        self._advance = torch.tensor([int(m.hp.dropout > 0.0) for m in members], device=device)
 
     def next(self) -> list[torch.Tensor]:
         """Every member's masks for this step, per layer ``(K, batch, width)``."""
         for slot, member in enumerate(self.members):
             if member.hp.dropout > 0.0 and self._cursor[slot] == self._filled[slot]:
                 self._draw(slot)
-        cursor = torch.tensor(self._cursor, device=self._slots.device)
-        masks = [buffer[self._slots, cursor] for buffer in self.buffers]
+        masks = [buffer[self._slots, self._cursors] for buffer in self.buffers]
+        self._cursors += self._advance  # members with dropout use one step of their chunk
         self._cursor = [c + 1 if c < f else c for c, f in zip(self._cursor, self._filled)]
         return masks
 
@@ -393,7 +411,7 @@ class _MaskChunks:
                 into.copy_(torch.ge(cut, threshold)).mul_(scale)
                 lane += 4 * ((rows * width + 3) // 4)
             word, step = word + steps * words, step + steps
-        self._cursor[slot], self._filled[slot] = 0, step
+        self._restart(slot, filled=step)
 
     def unused(self, slot: int) -> list[torch.Tensor]:
         """Member ``slot``'s drawn but unused masks at its real size, per layer (for the next stack)."""
@@ -409,7 +427,12 @@ class _MaskChunks:
         steps = len(masks[0])
         for buffer, mask in zip(self.buffers, masks):
             buffer[slot, :steps, : mask.shape[1], : mask.shape[2]] = mask
-        self._cursor[slot], self._filled[slot] = 0, steps
+        self._restart(slot, filled=steps)
+
+    def _restart(self, slot: int, *, filled: int) -> None:
+        """Member ``slot``'s chunk now holds ``filled`` new steps; the next step uses the first."""
+        self._cursor[slot], self._filled[slot] = 0, filled
+        self._cursors[slot] = 0
 
 
 class PackTrainer:
