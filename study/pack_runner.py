@@ -142,6 +142,9 @@ class PackedRun:
             trial = self.study.ask()
         self.calls += 1
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
+        # A first heartbeat at once, as optimize() beats when its trial starts: another host can
+        # only tell a dead pack's trials by their heartbeats, and the beating thread waits an interval.
+        self.backend.record_heartbeat(trial_id)
         self.backend.set_trial_user_attrs(trial_id, {trial_attrs.WORKER: self.worker})  # recognisable if killed
         hp = self.cfg.sample(trial)
         problem = packable_problem(hp, model_kind=self.cfg.model.kind)

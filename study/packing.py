@@ -37,7 +37,7 @@ from torch import nn
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.data import Splits
 from hpstudy.study.models import build_model, dropout_threshold
-from hpstudy.study.optimizers import build_optimizer
+from hpstudy.study.optimizers import LeanSGD, build_optimizer
 from hpstudy.study.training import EarlyStopping, EpochResult, Scheduler, TrainingParts, evaluate, training_state
 
 OPTIMIZER_CODES = {"sgd": 0, "adam": 1, "adamw": 2, "rmsprop": 3}
@@ -471,7 +471,7 @@ class PackTrainer:
         linears = _linears(model)
         schedule = None
         if plateau is not None:
-            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=hp.effective_lr)
+            holder = LeanSGD([torch.zeros(1, requires_grad=True)], lr=hp.effective_lr)  # holds the lr the schedule cuts
             schedule = Scheduler(holder, factor=plateau[0], patience=plateau[1])
         member = Member(
             key=key,

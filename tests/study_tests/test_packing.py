@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -372,6 +373,26 @@ def test_held_trials_keep_their_heartbeat(tmp_path):
     beats.join()
     time.sleep(3.0)
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+
+
+def test_a_packed_trial_beats_from_the_moment_the_pack_holds_it(quick_config, monkeypatch):
+    """Another host can only tell a dead pack's trials by their heartbeats, so a pack killed before
+    its heartbeat thread's first interval must already have beaten for each trial it held."""
+    cfg = quick_config(study__n_trials=3, train__pack=3, study__heartbeat_interval=60, study__grace_period=120,
+                       search_space={"lr": 1e-2, "epochs": 2, "n_layers": 1, "hidden_units": 16})
+    beating: list[list[int]] = []
+    original_round = PackTrainer.round
+
+    def first_round_checks(trainer):
+        if not beating:
+            with sqlite3.connect(cfg.storage.removeprefix("sqlite:///")) as connection:
+                beating.append(sorted(row[0] for row in connection.execute("SELECT trial_id FROM trial_heartbeats")))
+        return original_round(trainer)
+
+    monkeypatch.setattr(PackTrainer, "round", first_round_checks)
+    run_study(cfg)
+    held = [t._trial_id for t in optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()]
+    assert beating == [sorted(held)]
 
 
 @pytest.mark.parametrize(("values", "message"), [
