@@ -16,6 +16,7 @@ from typing import Any
 
 from hpstudy.search_spaces.catalog import INITIALIZERS, OPTIMIZERS
 from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.optuna_parts import PRUNER_DEFAULTS
 
 DEFAULT_PRESET = "default"
 REPEATS = 3  # seeds per grid point in the classic experiments
@@ -65,8 +66,8 @@ def _search(name: str, description: str, space: dict[str, Any], *, study_name: s
     return _preset(name, description, config, {"study": {"n_trials": 4}, "search_space.epochs": {"low": 2, "high": 3}})
 
 
-#: The default pruning (see bench/README.md: tuned to save over half the epochs and still win).
-_MEDIAN = {"name": "median", "options": {"n_startup_trials": 3, "n_warmup_steps": 5}}
+#: The default pruning, its options written out so the stored config shows them.
+_MEDIAN = {"name": "median", "options": dict(PRUNER_DEFAULTS["median"])}
 
 #: The fixed model of the classic experiments: what each sweep does not vary.
 _CLASSIC_BASE: dict[str, Any] = {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 
 from hpstudy.study.config import StudyConfig, load_config, parse_override
+from hpstudy.study.optuna_parts import build_pruner
 from hpstudy.study.errors import UserError
 
 
@@ -76,6 +78,20 @@ def test_changing_sampler_or_pruner_by_name_drops_the_old_options():
 def test_file_naming_another_pruner_does_not_inherit_preset_options(tmp_path):
     cfg = load_config(write(tmp_path, "preset: default\nstudy: {pruner: {name: successive_halving}}\n"))
     assert cfg.study.pruner.name == "successive_halving" and cfg.study.pruner.options == {}
+
+
+def test_a_config_without_a_preset_prunes_with_the_tuned_median_defaults(tmp_path):
+    """The pruner hpstudy ships as default is the one benchmark 2 tuned, whether the config comes
+    from the default preset or from a file that names no pruner; options given replace single values."""
+    bare = load_config(write(tmp_path, "study: {name: bare}\n"))
+    preset = load_config()
+    for cfg in (bare, preset):
+        pruner = build_pruner(cfg.study.pruner)
+        assert isinstance(pruner, optuna.pruners.MedianPruner)
+        assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (3, 5)
+    named = load_config(write(tmp_path, "study: {pruner: {name: median, options: {n_warmup_steps: 1}}}\n", "named.yaml"))
+    pruner = build_pruner(named.study.pruner)
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (3, 1)
 
 
 def test_config_is_frozen():
