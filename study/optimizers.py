@@ -8,7 +8,7 @@ are PyTorch's own ``Adam``, ``AdamW`` and ``SGD`` with ``fused=True``: same stat
 kernel once the state exists, and hands anything unusual (a closure, several param groups, a
 missing gradient, a registered step hook, a gradient scaler's ``grad_scale``) back to PyTorch's own
 ``step``, hooks and all. (``step.hooked = True`` tells PyTorch not to wrap the direct step in its
-hook wrapper: the fallback is already wrapped.)
+hook wrapper: the fallback runs the hooks itself.)
 
 PyTorch also wraps ``zero_grad``, ``add_param_group``, ``state_dict``, ``load_state_dict`` and
 ``step`` in ``torch.compile`` guards whose first call imports ``torch._dynamo``: a second or more per
@@ -50,8 +50,10 @@ def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> boo
 
 def _plain_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
     """Whether PyTorch's own step code can run without its wrappers: no closure and no step hooks
-    (the wrappers run those), no gradient scaler attached."""
+    (the wrappers run those), not differentiable (they set its grad mode), no gradient scaler."""
     if closure is not None or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+        return False
+    if optimizer.defaults.get("differentiable"):
         return False
     if _global_hooks_registered():
         return False
