@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-
-from bench.common import machine_line
 import torch
 
+from bench.common import machine_line
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study.config import load_config
 from hpstudy.study.data import Splits, load_splits
