@@ -80,6 +80,13 @@ def compare(folder: Path, scenario: str, *, trials: int, pack: int, repeats: int
         per_hour, epochs = statistics.median(v[0] for v in values_), statistics.median(v[1] for v in values_)
         print(f"{label:<15} {per_hour:>9.0f} trials/h  {epochs:>10.0f} epochs/h  "
               f"x{per_hour / base_trials:.2f} trials/h  x{epochs / base_epochs:.2f} epochs/h")
+    # each repeat's pair ran back to back, so its own ratio is the least touched by a drifting machine
+    pairs = list(zip(rates["one at a time"], rates[f"pack of {pack}"]))
+    trial_ratios = [packed[0] / alone[0] for alone, packed in pairs]
+    epoch_ratios = [packed[1] / alone[1] for alone, packed in pairs]
+    print(f"per repeat, packed / one at a time: trials/h {' '.join(f'x{r:.2f}' for r in trial_ratios)} "
+          f"(median x{statistics.median(trial_ratios):.2f}), epochs/h {' '.join(f'x{r:.2f}' for r in epoch_ratios)} "
+          f"(median x{statistics.median(epoch_ratios):.2f})")
 
 
 def train_alone(splits: Splits, hps: list[Hyperparams]) -> float:

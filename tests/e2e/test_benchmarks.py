@@ -46,3 +46,4 @@ def test_packing_prints_rates_and_ratios_for_every_scenario():
     for part in (default, same_shape):
         assert re.search(r"one at a time\s+\d+ trials/h", part)
         assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", part)
+        assert re.search(r"per repeat, packed / one at a time: trials/h x\d+\.\d+ \(median x\d+\.\d+\)", part)
