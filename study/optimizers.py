@@ -31,33 +31,29 @@ from torch import nn
 from hpstudy.search_spaces.hyperparams import Hyperparams
 
 
-def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
-    """Whether the kernel can be called directly: fused, one param group, every gradient present,
-    no closure, no step hooks, no gradient scaler attached, and none of the options the direct
-    call leaves out (maximize, differentiable, and for Adam amsgrad and capturable). (Each
-    optimizer also needs the state its first step makes.)"""
-    if closure is not None or not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
-        return False
-    group = optimizer.param_groups[0]
-    if any(group.get(option) for option in ("maximize", "differentiable", "amsgrad", "capturable")):
-        return False
-    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or _global_hooks_registered():
-        return False
-    if getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None:
-        return False
-    return all(p.grad is not None for p in group["params"])
-
-
 def _plain_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
     """Whether PyTorch's own step code can run without its wrappers: no closure and no step hooks
     (the wrappers run those), not differentiable (they set its grad mode), no gradient scaler."""
     if closure is not None or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
         return False
-    if optimizer.defaults.get("differentiable"):
-        return False
-    if _global_hooks_registered():
+    if optimizer.defaults.get("differentiable") or _global_hooks_registered():
         return False
     return getattr(optimizer, "grad_scale", None) is None and getattr(optimizer, "found_inf", None) is None
+
+
+def _direct_step_possible(optimizer: torch.optim.Optimizer, closure: Any) -> bool:
+    """Whether the kernel can be called directly: where the plain step could run, fused, one
+    param group, every gradient present, and none of the options the direct call leaves out
+    (maximize, and for Adam amsgrad and capturable). (Each optimizer also needs the state its
+    first step makes.)"""
+    if not _plain_step_possible(optimizer, closure):
+        return False
+    if not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    if any(group.get(option) for option in ("maximize", "differentiable", "amsgrad", "capturable")):
+        return False
+    return all(p.grad is not None for p in group["params"])
 
 
 def _global_hooks_registered() -> bool:

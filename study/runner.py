@@ -271,7 +271,7 @@ def _optimize_until_stopped(
     elsewhere (another worker's, or a dead process's not yet recognised), wait for them: once they
     finish the target is met, and if one fails or is recovered, this run trains its replacement."""
     target = cfg.study.n_trials
-    deadline = time.monotonic() + cfg.study.timeout if cfg.study.timeout is not None else None
+    deadline = _deadline(cfg)
     stop = _StopRule.from_config(cfg)
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop]
     if observer is not None:
@@ -287,10 +287,8 @@ def _optimize_until_stopped(
                 study.optimize(objective, timeout=remaining, callbacks=callbacks, catch=(_SurplusTrial,))
                 if stop.reason is None:
                     return "target reached" if _n_finished(study) >= target else "timeout"
-            if stop.reason != "target reached" or _n_finished(study) >= target:
+            if _run_is_over(study, cfg, stop.reason):
                 return stop.reason
-            time.sleep(cfg.study.heartbeat_interval)
-            recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period)
 
 
 def _packed_run(
@@ -308,14 +306,29 @@ def _packed_run(
 def _run_packed_until_stopped(study: optuna.Study, cfg: StudyConfig, packed: PackedRun) -> str:
     """Run the pack to the target; as ``_optimize_until_stopped`` does, wait for trials running
     elsewhere that the target counts, and when one fails or is recovered, train its replacement."""
-    deadline = time.monotonic() + cfg.study.timeout if cfg.study.timeout is not None else None
+    deadline = _deadline(cfg)
     with _sigterm_as_interrupt():
         while True:
             reason = packed.run(deadline=deadline)
-            if reason != "target reached" or _n_finished(study) >= cfg.study.n_trials:
+            if _run_is_over(study, cfg, reason):
                 return reason
-            time.sleep(cfg.study.heartbeat_interval)
-            recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period)
+
+
+def _deadline(cfg: StudyConfig) -> float | None:
+    """When ``study.timeout`` from now ends, on ``time.monotonic``'s clock; None without one."""
+    return time.monotonic() + cfg.study.timeout if cfg.study.timeout is not None else None
+
+
+def _run_is_over(study: optuna.Study, cfg: StudyConfig, reason: str) -> bool:
+    """Whether a run that stopped for ``reason`` is over. "target reached" may count trials still
+    running elsewhere (another worker's, or a dead process's not yet recognised): then wait a
+    heartbeat interval and recover the abandoned ones, and the caller runs again to train any
+    replacement."""
+    if reason != "target reached" or _n_finished(study) >= cfg.study.n_trials:
+        return True
+    time.sleep(cfg.study.heartbeat_interval)
+    recover_abandoned_trials(study, grace_seconds=cfg.study.grace_period)
+    return False
 
 
 def _n_finished(study: optuna.Study) -> int:
