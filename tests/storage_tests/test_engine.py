@@ -14,11 +14,8 @@ from hpstudy.storage.engine import open_storage
 from hpstudy.storage.urls import parse_storage_url
 
 
-def test_write_waits_out_a_locked_sqlite_file(tmp_path):
-    path = tmp_path / "s.db"
-    location = parse_storage_url(f"sqlite:///{path}")
-    storage = open_storage(location, mode="create", sqlite_timeout=0.1)
-    study = optuna.create_study(storage=storage, study_name="s")
+def _run_while_locked(path, action) -> float:
+    """Run ``action`` while another connection holds ``path`` locked for 1 s; seconds it took."""
     locked = threading.Event()
 
     def hold_lock():
@@ -33,12 +30,41 @@ def test_write_waits_out_a_locked_sqlite_file(tmp_path):
     holder.start()
     locked.wait(5)
     started = time.perf_counter()
-    study.set_user_attr("written", True)  # the lock outlasts the 0.1 s busy timeout several times
+    action()
     waited = time.perf_counter() - started
     holder.join()
+    return waited
+
+
+def test_write_waits_out_a_locked_sqlite_file(tmp_path):
+    path = tmp_path / "s.db"
+    location = parse_storage_url(f"sqlite:///{path}")
+    storage = open_storage(location, mode="create", sqlite_timeout=0.1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    waited = _run_while_locked(path, lambda: study.set_user_attr("written", True))  # outlasts the 0.1 s timeout
     assert storage.retried >= 1
     assert waited >= 0.5
     assert optuna.load_study(study_name="s", storage=location.url).user_attrs["written"] is True
+
+
+@pytest.mark.parametrize("action", ["suggest", "refresh"])
+def test_calls_optunas_cache_makes_are_retried_too(tmp_path, action):
+    """Optuna's cache writes params and refreshes trials through private storage methods
+    (``_set_trial_param``, ``_get_trials``): those wait out a lock like the public ones."""
+    path = tmp_path / "s.db"
+    location = parse_storage_url(f"sqlite:///{path}")
+    storage = open_storage(location, mode="create", sqlite_timeout=0.1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    if action == "suggest":
+        waited = _run_while_locked(path, lambda: trial.suggest_float("x", 0, 1))
+    else:
+        waited = _run_while_locked(path, lambda: study.trials)
+    assert storage.retried >= 1
+    assert waited >= 0.5
+    stored = optuna.load_study(study_name="s", storage=location.url).trials
+    assert [t.number for t in stored] == [0]
+    assert ("x" in stored[0].params) == (action == "suggest")
 
 
 def test_other_errors_are_not_retried(tmp_path):
