@@ -8,10 +8,11 @@ queued trial (SQLite ignores ``SELECT ... FOR UPDATE``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import warnings
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models  # Optuna's own table models, for the batched writes
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 
@@ -80,12 +82,62 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
 
 class RetryingRDBStorage(RDBStorage):
     """Optuna's RDBStorage with every call retried, with exponential backoff, when it fails for a
-    transient reason (SQLite ``database is locked``, a dropped PostgreSQL connection), and two
-    batched writes for a trial's end: many intermediate values, or many user attrs, in one
+    transient reason (SQLite ``database is locked``, a dropped PostgreSQL connection); trials read
+    without ORM objects (``trial_rows``); and batched writes: a trial's params
+    (``params_in_one_write``), several intermediate values, or several user attrs, each in one
     transaction."""
 
     retries = Retries()
     retried = 0  # how many retries this storage needed, for tests and diagnostics
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held_params: dict[int, dict[str, tuple[float, BaseDistribution]]] = {}
+
+    @contextlib.contextmanager
+    def params_in_one_write(self, trial_id: int) -> Iterator[None]:
+        """Store the params suggested inside the block in one transaction as the block ends, also
+        when it raises, instead of one transaction per ``suggest``. Each is checked against the
+        study's stored distribution when suggested, as Optuna checks it."""
+        held = self._held_params[trial_id] = {}
+        try:
+            yield
+        except BaseException:
+            del self._held_params[trial_id]
+            with contextlib.suppress(Exception):  # the block's own error is the one to see
+                self.store_params(trial_id, held)
+            raise
+        del self._held_params[trial_id]
+        self.store_params(trial_id, held)
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+        previous_distribution: BaseDistribution | None,
+    ) -> None:
+        """One suggested param (Optuna's cache writes through here): held for the block's write
+        inside ``params_in_one_write``, else Optuna's own write."""
+        held = self._held_params.get(trial_id)
+        if held is None:
+            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
+            return
+        if previous_distribution is None:
+            with _create_scoped_session(self.scoped_session) as session:
+                previous_distribution = trial_rows.stored_distribution(session, trial_id=trial_id, name=param_name)
+        if previous_distribution is not None:
+            check_distribution_compatibility(previous_distribution, distribution)
+        held[param_name] = (param_value_internal, distribution)
+
+    def store_params(self, trial_id: int, params: Mapping[str, tuple[float, BaseDistribution]]) -> None:
+        """Store a running trial's params (name: internal value and distribution) in one transaction."""
+        if not params:
+            return
+        with _create_scoped_session(self.scoped_session, True) as session:
+            self.check_trial_is_updatable(trial_id, trial_rows.trial_state(session, trial_id))
+            trial_rows.insert_params(session, trial_id=trial_id, params=params)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial, read without ORM objects (``trial_rows``); KeyError if there is none."""
@@ -156,10 +208,17 @@ for _name in (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
     "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-    "set_trial_intermediate_values", "set_trial_user_attrs",
+    "set_trial_intermediate_values", "set_trial_user_attrs", "store_params",
 ):
     setattr(RetryingRDBStorage, _name, _retrying(getattr(RetryingRDBStorage, _name)))
 del _name
+
+
+def params_in_one_write(backend: Any, trial_id: int) -> contextlib.AbstractContextManager[None]:
+    """``RetryingRDBStorage.params_in_one_write`` where ``backend`` has it; else nothing changes."""
+    if isinstance(backend, RetryingRDBStorage):
+        return backend.params_in_one_write(trial_id)
+    return contextlib.nullcontext()
 
 
 def open_storage(

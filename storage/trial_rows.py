@@ -9,9 +9,11 @@ the same tables with SQLAlchemy Core: one query for the trial rows, then one per
 those trial ids, each distinct distribution JSON parsed once. ``tests/storage_tests/
 test_trial_rows.py`` checks that every field equals what Optuna's own reader returns.
 
-**Writes.** A trial's user attrs are written a few times per trial, several at once; Optuna's ORM
-path costs a trial lookup and an upsert per attr. Here they are one multi-row upsert after the same
-check (the trial must exist and be unfinished).
+**Writes.** A trial's params are written one per ``suggest`` and its user attrs a few times per
+trial, several at once; Optuna's ORM path costs a transaction per param and a trial lookup and an
+upsert per attr. Here a trial's params can go in as one multi-row INSERT, and its attrs as one
+multi-row upsert, after the same checks (the trial must exist and be unfinished; a param's
+distribution must be compatible with the one the study already stores under its name).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import sqlalchemy
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
-from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.storages._rdb import models  # Optuna's own table models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.orm import Session
@@ -146,6 +148,26 @@ def trial_state(session: Session, trial_id: int) -> TrialState:
     if state is None:
         raise KeyError(models.NOT_FOUND_MSG)
     return state
+
+
+def stored_distribution(session: Session, *, trial_id: int, name: str) -> BaseDistribution | None:
+    """The distribution the trial's study already stores for the param ``name``, if any."""
+    study_id = sqlalchemy.select(_TRIALS.c.study_id).where(_TRIALS.c.trial_id == trial_id).scalar_subquery()
+    stored = session.execute(
+        sqlalchemy.select(_PARAMS.c.distribution_json)
+        .join(_TRIALS, _TRIALS.c.trial_id == _PARAMS.c.trial_id)
+        .where(_TRIALS.c.study_id == study_id, _PARAMS.c.param_name == name).limit(1)
+    ).scalar()
+    return json_to_distribution(stored) if stored is not None else None
+
+
+def insert_params(session: Session, *, trial_id: int, params: Mapping[str, tuple[float, BaseDistribution]]) -> None:
+    """Insert a trial's params (name: internal value and distribution) in one statement."""
+    session.execute(sqlalchemy.insert(_PARAMS), [
+        {"trial_id": trial_id, "param_name": name, "param_value": value,
+         "distribution_json": distribution_to_json(distribution)}
+        for name, (value, distribution) in params.items()
+    ])
 
 
 #: Dialects whose INSERT has ``ON CONFLICT DO UPDATE`` (SQLite since 3.24).

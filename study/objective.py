@@ -20,6 +20,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.storage.engine import params_in_one_write
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_copy
 from hpstudy.study.config import StudyConfig, TrainSection
@@ -263,7 +264,8 @@ class Objective:
         if self.worker is not None:  # first of all: a kill from here on leaves a recognisable trial
             self._set_attrs(trial, trial_id, {trial_attrs.WORKER: self.worker})
         frozen = self.backend.get_trial(trial_id)
-        hp = self.cfg.sample(trial)
+        with params_in_one_write(self.backend, trial_id):
+            hp = self.cfg.sample(trial)
         attempt = begin_attempt(self.cfg, frozen, hp, started=began)
         self._set_attrs(trial, trial_id, start_attrs(attempt, device=self.device))
         self.completed.refresh()

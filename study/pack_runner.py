@@ -23,6 +23,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from hpstudy.storage.engine import params_in_one_write
 from hpstudy.storage.recovery import RetryStaleTrial
 from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
@@ -146,7 +147,8 @@ class PackedRun:
         # only tell a dead pack's trials by their heartbeats, and the beating thread waits an interval.
         self.backend.record_heartbeat(trial_id)
         self.backend.set_trial_user_attrs(trial_id, {trial_attrs.WORKER: self.worker})  # recognisable if killed
-        hp = self.cfg.sample(trial)
+        with params_in_one_write(self.backend, trial_id):
+            hp = self.cfg.sample(trial)
         problem = packable_problem(hp, model_kind=self.cfg.model.kind)
         if problem is not None:
             self.study.tell(trial, state=TrialState.FAIL)
