@@ -24,6 +24,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from hpstudy.storage import trial_rows
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
@@ -136,8 +137,12 @@ class RetryingRDBStorage(RDBStorage):
         if not params:
             return
         with _create_scoped_session(self.scoped_session, True) as session:
-            self.check_trial_is_updatable(trial_id, trial_rows.trial_state(session, trial_id))
+            self._check_updatable(session, trial_id)
             trial_rows.insert_params(session, trial_id=trial_id, params=params)
+
+    def _check_updatable(self, session: Session, trial_id: int) -> None:
+        """KeyError when there is no such trial, UpdateFinishedTrialError when it has finished."""
+        self.check_trial_is_updatable(trial_id, trial_rows.trial_state(session, trial_id))
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial, read without ORM objects (``trial_rows``); KeyError if there is none."""
@@ -169,8 +174,7 @@ class RetryingRDBStorage(RDBStorage):
         if not values:
             return
         with _create_scoped_session(self.scoped_session, True) as session:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            self.check_trial_is_updatable(trial_id, trial.state)
+            self._check_updatable(session, trial_id)
             value_model = models.TrialIntermediateValueModel
             stored_steps = {
                 step for (step,) in session.query(value_model.step).filter(value_model.trial_id == trial_id)
@@ -196,7 +200,7 @@ class RetryingRDBStorage(RDBStorage):
                 for key, value in attrs.items():
                     self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
                 return
-            self.check_trial_is_updatable(trial_id, trial_rows.trial_state(session, trial_id))
+            self._check_updatable(session, trial_id)
             trial_rows.upsert_user_attrs(session, dialect=self.engine.name, trial_id=trial_id, attrs=attrs)
 
 

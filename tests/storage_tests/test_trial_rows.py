@@ -135,3 +135,19 @@ def test_batched_attrs_insert_replace_and_refuse_finished_trials(storage_url):
     assert "d" not in storage.get_trial(trial_id).user_attrs
     with pytest.raises(KeyError):
         storage.set_trial_user_attrs(10_000, {"a": 1})
+
+
+def test_batched_intermediate_values_add_replace_and_refuse_finished_trials(storage_url):
+    storage = open_storage(parse_storage_url(storage_url), mode="create")
+    study = optuna.create_study(storage=storage, study_name="values")
+    trial = study.ask()
+    trial_id = trial._trial_id  # noqa: SLF001
+    storage.set_trial_intermediate_values(trial_id, {0: 1.0, 1: 0.5})
+    storage.set_trial_intermediate_values(trial_id, {1: 0.25, 2: float("inf")})
+    assert storage.get_trial(trial_id).intermediate_values == {0: 1.0, 1: 0.25, 2: float("inf")}
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_intermediate_values(trial_id, {3: 0.1})
+    assert 3 not in storage.get_trial(trial_id).intermediate_values
+    with pytest.raises(KeyError):
+        storage.set_trial_intermediate_values(10_000, {0: 1.0})
