@@ -23,6 +23,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from hpstudy.reports.figures import TEMPLATE
+from hpstudy.reports.files import write_text_atomically
 from hpstudy.reports.formatting import duration_text, number_text
 from hpstudy.reports.info import PruningSavings, StudySummary
 from hpstudy.reports.sections import ReportContent, report_content
@@ -40,10 +41,7 @@ def default_report_path(study_names: Sequence[str]) -> Path:
 
 def write_report(studies: Sequence[optuna.Study], path: Path, *, storage: str) -> Path:
     """Render the report of ``studies`` to ``path`` atomically (temp file, then rename)."""
-    page = render_report(report_content(studies), storage=storage)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomically(path, render_report(report_content(studies), storage=storage))
     return path
 
 

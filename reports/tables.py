@@ -12,9 +12,11 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpstudy.reports.files import write_text_atomically
 from hpstudy.study import trial_attrs
 
 EXPORT_FORMATS = ("csv", "json")
+INTEGER_COLUMNS = "integer_columns"  # the key of ``trials_frame``'s attrs naming its int columns
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,19 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         }
         row.update({f"params_{name}": value for name, value in sorted(trial.params.items())})
         rows.append(row)
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    # pandas stores an int column with a gap (a running trial's epochs, a param a trial did not
+    # use) as floats; the export writes these back as ints (``export_text``)
+    frame.attrs[INTEGER_COLUMNS] = [
+        column for column in frame.columns
+        if any(row.get(column) is not None for row in rows)
+        and all(_is_int(row.get(column)) for row in rows if row.get(column) is not None)
+    ]
+    return frame
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def curves_frame(study: optuna.Study) -> pd.DataFrame:
@@ -131,7 +145,9 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def export_text(frame: pd.DataFrame, fmt: str) -> str:
-    """The table as CSV, or as a JSON list of records (NaN as null)."""
+    """The table as CSV, or as a JSON list of records (NaN as null); int columns as ints."""
+    integers = [column for column in frame.attrs.get(INTEGER_COLUMNS, ()) if column in frame.columns]
+    frame = frame.astype({column: "Int64" for column in integers})
     if fmt == "csv":
         return frame.to_csv(index=False)
     records = [
@@ -142,10 +158,8 @@ def export_text(frame: pd.DataFrame, fmt: str) -> str:
 
 
 def write_export(frame: pd.DataFrame, fmt: str, path: Path) -> None:
-    """Write the export atomically: a temporary file next to ``path``, then a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(export_text(frame, fmt), encoding="utf-8")
-    tmp.replace(path)
+    """Write the export atomically (``write_text_atomically``)."""
+    write_text_atomically(path, export_text(frame, fmt))
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -154,7 +168,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 def json_ready(value: Any) -> Any:
     """``value`` as a plain Python value: numpy scalars unwrapped, NaN and infinities as None."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if hasattr(value, "item"):  # numpy scalar
         return json_ready(value.item())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from hpstudy.search_spaces.catalog import PER_LAYER_PREFIX
 from hpstudy.search_spaces.params import Fixed
@@ -18,9 +20,25 @@ from hpstudy.study.errors import UserError, did_you_mean
 ENQUEUED_ATTR = "enqueued"
 
 
-def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> int:
+@dataclass(frozen=True)
+class Queued:
+    """What ``enqueue_params`` did: the sets it queued, the trials now waiting in all, the trials
+    finished, and the target a plain ``hpstudy resume`` runs to (the stored ``study.n_trials``)."""
+
+    queued: int
+    waiting: int
+    finished: int
+    target: int
+
+    @property
+    def beyond_target(self) -> int:
+        """How many waiting trials a run to the stored target leaves waiting (it stops at the target)."""
+        return max(0, self.finished + self.waiting - self.target)
+
+
+def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> Queued:
     """Check ``params`` (one mapping or a list of them) against the study's stored space and queue
-    them; returns how many were queued. Nothing is queued unless every set is valid."""
+    them. Nothing is queued unless every set is valid."""
     batch = params if isinstance(params, list) else [params]
     if not batch:
         raise UserError("--params is an empty list; give at least one set of params")
@@ -29,7 +47,9 @@ def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> i
     study = optuna.load_study(study_name=study_name, storage=open_storage(location, mode="write"))
     for entry in checked:
         study.enqueue_trial(entry, user_attrs={ENQUEUED_ATTR: True})
-    return len(checked)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED))
+    waiting = sum(trial.state == TrialState.WAITING for trial in trials)
+    return Queued(queued=len(checked), waiting=waiting, finished=len(trials) - waiting, target=cfg.study.n_trials)
 
 
 def _check(space: Any, entry: Any, per_layer_units: bool) -> dict[str, Any]:

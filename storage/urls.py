@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from hpstudy.study.errors import UserError
 
@@ -19,6 +19,16 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
 SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
 _EXAMPLES = "use sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+#: The pip package of each database driver SQLAlchemy names in a URL (``dialect+driver://``).
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "mysqldb": "mysqlclient",
+    "pymysql": "pymysql",
+    "mysqlconnector": "mysql-connector-python",
+    "mariadbconnector": "mariadb",
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,8 @@ def parse_storage_url(url: str) -> StorageLocation:
     """Check the syntax of ``url`` and normalise a SQLite path to an absolute one.
 
     Raises UserError for a malformed URL, an unsupported backend, an in-memory SQLite database or
-    a SQLite path in a directory that does not exist. Reads nothing, writes nothing.
+    a SQLite path in a directory that does not exist, and a database driver that is unknown, not
+    installed or asynchronous. Reads nothing, writes nothing.
     """
     text = url.strip()
     try:
@@ -70,8 +81,35 @@ def parse_storage_url(url: str) -> StorageLocation:
     if backend != "sqlite":
         if not parsed.database:
             raise UserError(f"storage URL '{redact(text)}' names no database; {_EXAMPLES}")
+        _check_driver(parsed, redact(text))
         return StorageLocation(url=text, sqlite_path=None)
     return _sqlite_location(parsed, text)
+
+
+def _check_driver(parsed: URL, shown: str) -> None:
+    """Refuse a server URL whose driver SQLAlchemy does not know, is not installed, or is
+    asynchronous (Optuna's storage is synchronous); ``shown`` is the URL as printed."""
+    backend = parsed.get_backend_name()
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UserError(
+            f"storage URL '{shown}': unknown {backend} driver '{parsed.get_driver_name()}'; "
+            f"leave it out ({backend}://...) or name an installed one"
+        ) from None
+    if getattr(dialect, "is_async", False):
+        raise UserError(
+            f"storage URL '{shown}': driver '{dialect.driver}' is asynchronous and Optuna's storage is not; "
+            f"leave it out ({backend}://...) or name a synchronous one"
+        )
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
+        raise UserError(
+            f"storage URL '{shown}' needs the database driver '{dialect.driver}', which is not installed; "
+            f"pip install {package}, or name an installed driver"
+        ) from None
 
 
 def _sqlite_location(parsed: URL, text: str) -> StorageLocation:

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--study-name", action="append", default=[], help="a study to show (repeat to compare)")
     report.add_argument("--all", action="store_true", help="every study in the storage")
     _storage_flag(report)
-    report.add_argument("-o", "--output", type=Path, help="output file (default: hpstudy-report-NAME.html)")
+    report.add_argument("-o", "--output", type=Path,
+                        help="output file, or a directory for the default name (default: hpstudy-report-NAME.html)")
 
     compare = _command(commands, "compare", _cmd_compare,
                        "run the same space with several samplers and seeds, then one comparison report")
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--n-trials", type=int, help="trials per study (default: the preset's)")
     compare.add_argument("--quick", action="store_true", help="a small version of the preset (a smoke run)")
     _storage_flag(compare)
-    compare.add_argument("-o", "--output", type=Path, help="report file (default: hpstudy-report-compare-PRESET.html)")
+    compare.add_argument("-o", "--output", type=Path,
+                         help="report file, or a directory for the default name (default: hpstudy-report-compare-PRESET.html)")
     compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
 
     _command(commands, "spaces", _cmd_spaces, "the presets and their search spaces")
@@ -194,7 +196,8 @@ def _run_limits(sub: argparse.ArgumentParser) -> None:
 
 def _report_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--no-report", action="store_true", help="do not write the HTML report at the end")
-    sub.add_argument("--report", type=Path, metavar="PATH", help="where to write the HTML report")
+    sub.add_argument("--report", type=Path, metavar="PATH",
+                     help="where to write the HTML report: a file, or a directory for the default name")
 
 
 def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -259,6 +262,8 @@ def _run_and_summarize(
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.console import ProgressView, print_run_summary
 
+    if not args.no_report and args.report is not None:
+        _check_report_output(args.report)  # before the run: a wrong path must not cost its trials
     view = ProgressView(console)
     try:
         result = start(view)
@@ -314,8 +319,16 @@ def _cmd_enqueue(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.config import parse_yaml
 
     params = parse_yaml(args.params, source="--params")  # JSON is YAML; also accepts {lr: 0.1}
-    count = enqueue_params(parse_storage_url(args.storage), _study_name(args), params)
-    console.print(f"Queued {count} trial(s); the next workers of the study run them first")
+    name, location = _study_name(args), parse_storage_url(args.storage)
+    queued = enqueue_params(location, name, params)
+    console.print(f"Queued {queued.queued} trial(s); the next workers of the study run them first")
+    if queued.beyond_target:
+        console.print(
+            f"The study's target is {queued.target} finished trials and {queued.finished} have finished, so a run to "
+            f"it leaves {queued.beyond_target} queued trial(s) waiting; raise the target to run them all: "
+            f"hpstudy resume --study-name {name} --storage {location.display()} --n-trials {queued.finished + queued.waiting}",
+            markup=False, soft_wrap=True,  # the command stays on one line, to copy
+        )
     return EXIT_OK
 
 
@@ -369,6 +382,8 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.reports.tables import export_text, trials_frame, write_export
 
+    if args.output is not None and args.output.is_dir():
+        raise UserError(f"-o {args.output} is a directory; name a file in it, e.g. {args.output / f'trials.{args.format}'}")
     if args.output is not None and not args.output.parent.is_dir():
         raise UserError(f"-o {args.output}: directory '{args.output.parent}' does not exist; create it first")
     frame = trials_frame(_open_study(args))
@@ -399,10 +414,22 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 def _write_report(studies: Sequence[Any], output: Path | None, *, storage: str) -> Path:
     from hpstudy.reports.html import default_report_path, write_report
 
-    path = output if output is not None else default_report_path([s.study_name for s in studies])
-    if not path.parent.is_dir():
-        raise UserError(f"report path '{path}': directory '{path.parent}' does not exist; create it first")
+    path = _report_target(output, default=default_report_path([s.study_name for s in studies]))
     return write_report(studies, path, storage=storage)
+
+
+def _report_target(output: Path | None, *, default: Path) -> Path:
+    """Where a report goes: ``output``, or the ``default`` name in it when it is a directory, or
+    ``default`` when there is no ``output``; refused when its directory does not exist."""
+    path = default if output is None else output / default.name if output.is_dir() else output
+    _check_report_output(path)
+    return path
+
+
+def _check_report_output(output: Path) -> None:
+    """Refuse a report path (a file, or a directory to hold the default name) with no directory."""
+    if not output.is_dir() and not output.parent.is_dir():
+        raise UserError(f"report path '{output}': directory '{output.parent}' does not exist; create it first")
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
@@ -410,6 +437,7 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.compare import plan_comparison, run_comparison
 
+    output = _report_target(args.output, default=Path(f"hpstudy-report-compare-{args.preset}.html"))  # before they run
     samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
     plans = plan_comparison(args.preset, samplers=samplers, repeats=args.repeats, storage=args.storage,
                             n_trials=args.n_trials, quick=args.quick, overrides=args.set)
@@ -417,7 +445,6 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
         f"{r.study_name}: {r.finished} finished, best {_value(r.best_trial)} ({r.wall_seconds:.1f} s)"))
     location = parse_storage_url(args.storage)
     studies = [load_existing_study(location, result.study_name) for result in results]
-    output = args.output or Path(f"hpstudy-report-compare-{args.preset}.html")
     path = _write_report(studies, output, storage=location.display())
     console.print(f"Report: {path}")
     return EXIT_OK

@@ -8,6 +8,7 @@ the training split.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,9 +130,12 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _torchvision(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
     root = Path(data.root).expanduser()
+    folders = _folder_chain(root, EXPECTED_FILES[data.dataset][0])
+    absent = [folder for folder in folders if not folder.exists()]
     try:
         dataset = _dataset_class(data)(str(root), train=True, download=data.download)
     except (RuntimeError, OSError, ValueError) as exc:
+        _remove_if_empty(reversed(absent))  # a failed download leaves no empty folders behind
         raise _missing_data_error(data, root, exc) from None
     pixels = dataset.data
     if isinstance(pixels, np.ndarray):  # CIFAR-10: (N, H, W, C) uint8
@@ -140,6 +144,23 @@ def _torchvision(data: DataSection) -> tuple[torch.Tensor, torch.Tensor]:
         images = pixels.unsqueeze(1)
     labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
     return images.float().div_(255.0), labels
+
+
+def _folder_chain(root: Path, folder: str) -> list[Path]:
+    """``root`` and each folder on the way to ``root / folder``, outermost first."""
+    chain = [root]
+    for part in Path(folder).parts:
+        chain.append(chain[-1] / part)
+    return chain
+
+
+def _remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove each of ``folders`` (innermost first) that is an empty directory."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or not there: leave it
+            continue
 
 
 def _dataset_class(data: DataSection) -> type:

@@ -172,7 +172,8 @@ class Stack:
         # training loss and correct predictions of each member's epoch so far, read at its end
         self.loss_sums = torch.zeros(k, device=device)
         self.hits = torch.zeros(k, dtype=torch.long, device=device)
-        self.masks = _MaskChunks(self.members, hidden, batch=self.batch, n_rows=n_rows, device=device) if any(
+        # dropout follows each hidden layer, so a stack without hidden layers draws no masks (as alone)
+        self.masks = _MaskChunks(self.members, hidden, batch=self.batch, n_rows=n_rows, device=device) if hidden and any(
             m.hp.dropout > 0 for m in self.members) else None
         for slot, member in enumerate(self.members):
             if self.masks is not None and member.pending_masks:

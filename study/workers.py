@@ -8,12 +8,13 @@ worker, which ends its trial as failed and queues it again, as a single run woul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import optuna
@@ -36,6 +37,7 @@ from hpstudy.study.runner import (
 STORAGE_ENV = "HPSTUDY_STORAGE"  # the storage URL reaches workers here, never on a command line
 POLL_SECONDS = 0.5
 EXIT_TERMINATED = 143
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,11 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
     if observer is not None:
         finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
         observer.started(study, target=cfg.study.n_trials, finished=finished, device=", ".join(sorted(set(plan.devices))))
-    processes = [_start_worker(cfg, index, device) for index, device in enumerate(plan.devices)]
-    stop_reason = _supervise(processes, study, observer, seen={t.number for t in study.get_trials(deepcopy=False)})
+    processes: list[subprocess.Popen[bytes]] = []
+    with _forwarded_signals(processes) as received:
+        _start_workers(cfg, plan, processes, received)
+        stop_reason = _supervise(processes, study, observer, received=received,
+                                 seen={t.number for t in study.get_trials(deepcopy=False)})
     return RunResult(
         study_name=cfg.study.name,
         storage=location.display(),
@@ -80,6 +85,26 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
         device=", ".join(plan.devices),
         stop_reason=stop_reason,
     )
+
+
+def _start_workers(cfg: StudyConfig, plan: WorkerPlan, processes: list[subprocess.Popen[bytes]],
+                   received: list[int]) -> None:
+    """Start the workers into ``processes`` under ``_forwarded_signals``. Started under the
+    forwarding handler, a worker has Python's own Ctrl-C handling even where this process was
+    started with SIGINT ignored (``cmd &`` in a script), which it would otherwise inherit. A signal
+    that comes while one starts reaches it too, and none starts after one came."""
+    for index, device in enumerate(plan.devices):
+        if received:
+            return
+        process = _start_worker(cfg, index, device)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # the handler sees it listed, or we send
+        try:
+            processes.append(process)
+            missed = received[-1] if received else None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+        if missed is not None:
+            process.send_signal(missed)
 
 
 def _start_worker(cfg: StudyConfig, index: int, device: str) -> subprocess.Popen[bytes]:
@@ -97,10 +122,10 @@ def _start_worker(cfg: StudyConfig, index: int, device: str) -> subprocess.Popen
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
-def _supervise(
-    processes: list[subprocess.Popen[bytes]], study: optuna.Study, observer: RunObserver | None, *, seen: set[int]
-) -> str:
-    """Wait for the workers, forwarding Ctrl-C and SIGTERM to them; report finished trials."""
+@contextlib.contextmanager
+def _forwarded_signals(processes: list[subprocess.Popen[bytes]]) -> Iterator[list[int]]:
+    """While open, Ctrl-C and SIGTERM are passed on to every running process of ``processes``
+    (which may grow) instead of stopping this one; yields the signals received, in order."""
     received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
@@ -109,14 +134,22 @@ def _supervise(
             if process.poll() is None:
                 process.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     try:
-        while any(p.poll() is None for p in processes):
-            time.sleep(POLL_SECONDS)
-            seen = _report_new(study, observer, seen)
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _supervise(
+    processes: list[subprocess.Popen[bytes]], study: optuna.Study, observer: RunObserver | None, *,
+    received: list[int], seen: set[int],
+) -> str:
+    """Wait for the workers (``received``: the signals passed on to them); report finished trials."""
+    while any(p.poll() is None for p in processes):
+        time.sleep(POLL_SECONDS)
+        seen = _report_new(study, observer, seen)
     _report_new(study, observer, seen)
     if received:
         return "terminated" if signal.SIGTERM in received else "interrupted"

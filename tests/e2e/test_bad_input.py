@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sqlite3
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "list.yaml").write_text("- study\n- data\n")
     (tmp_path / "broken.yaml").write_text("study:\n  name: [oops\n")
+    (tmp_path / "twice.yaml").write_text("study:\n  n_trials: 2\nstudy:\n  n_trials: 5\n")
     (tmp_path / "notes.db").write_text("my notes, not a database\n")
     with sqlite3.connect(tmp_path / "app.db") as connection:
         connection.execute("CREATE TABLE users (id INTEGER)")
@@ -37,6 +39,8 @@ def workdir(tmp_path, monkeypatch):
 CASES = {
     "missing config": (["run", "missing.yaml"], "config file 'missing.yaml' not found"),
     "config not YAML": (["run", "broken.yaml"], "not valid YAML"),
+    "key written twice": (["run", "twice.yaml"], "at line 3 (key 'study' is written twice; keep one)"),
+    "key written twice in --set": (["run", "--set", "search_space.lr={low: 0.1, low: 0.2}"], "key 'low' is written twice"),
     "config not a mapping": (["run", "list.yaml"], "is a list, not a mapping"),
     "unknown key": (["run", "--set", "study.n_trails=3"], "did you mean 'n_trials'"),
     "wrong type": (["run", "--set", "study.seed=abc"], "study.seed: input should be a valid integer"),
@@ -57,10 +61,13 @@ CASES = {
     "n_trials 0": (["run", "--n-trials", "0"], "study.n_trials: input should be greater than 0"),
     "n_trials not int": (["run", "--n-trials", "2.5"], "invalid int value: '2.5'"),
     "dropout 1": (["run", "--set", "search_space.dropout=1.0"], "search_space.dropout: must be in [0, 1)"),
+    "one training sample": (["run", "--set", "data.train_subset=1"], "data.train_subset: input should be greater than or equal to 2"),
     "negative timeout": (["run", "--timeout", "-5"], "study.timeout: input should be greater than or equal to 0"),
     "malformed storage": (["run", "--storage", "sqlite:/:bad"], "storage URL"),
     "storage no scheme": (["run", "--storage", "runs.db"], "did you mean sqlite:///runs.db?"),
     "unsupported storage": (["run", "--storage", "redis://localhost/0"], "unsupported backend 'redis'"),
+    "unknown storage driver": (["run", "--storage", "postgresql+pgfoo://u@localhost/db"], "unknown postgresql driver 'pgfoo'"),
+    "async storage driver": (["list", "--storage", "postgresql+asyncpg://u@localhost/db"], "'asyncpg' is asynchronous"),
     "missing directory": (["run", "--storage", "sqlite:///nodir/x.db"], "does not exist; create it first"),
     "text file storage": (["run", "--storage", "sqlite:///notes.db"], "not a SQLite database"),
     "foreign sqlite": (["run", "--storage", "sqlite:///app.db"], "not Optuna's"),
@@ -69,9 +76,13 @@ CASES = {
     "export unknown study": (["export", "--study-name", "beta", "--storage", "sqlite:///studies.db"], "no study 'beta'"),
     "resume missing storage": (["resume", "--storage", "sqlite:///none.db"], "no study"),
     "list missing storage": (["list", "--storage", "sqlite:///none.db"], "no study database"),
+    "export to a directory": (["export", "--storage", "sqlite:///studies.db", "-o", "."], "-o . is a directory; name a file in it"),
+    "run reporting to a missing dir": (["run", "--report", "nodir/r.html"], "report path 'nodir/r.html': directory 'nodir' does not exist"),
     "export to missing dir": (["export", "--storage", "sqlite:///studies.db", "-o", "nodir/out.csv"], "does not exist"),
     "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
 }
+if importlib.util.find_spec("MySQLdb") is None:
+    CASES["storage driver not installed"] = (["run", "--storage", "mysql://root@127.0.0.1/test"], "pip install mysqlclient")
 if not torch.cuda.is_available():
     CASES["cuda without gpu"] = (["run", "--device", "cuda"], "no CUDA GPU is visible")
 

@@ -78,6 +78,32 @@ def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path):
     assert not checkpoint_files(tmp_path, "term"), "finished trials leave no checkpoint"
 
 
+def test_ctrl_c_stops_every_worker_even_when_started_with_sigint_ignored(tmp_path):
+    """``hpstudy run --workers 2 &`` in a script starts with SIGINT ignored; the workers must not
+    inherit that, or the Ctrl-C the parent passes on would be lost and the run go on to its end."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    config = slow_config(tmp_path, name="ign", n_trials=8, epochs=400)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpstudy.study.cli", "run", str(config), "--workers", "2", "--no-report"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a shell starts `cmd &`
+    )
+    try:
+        wait_until(lambda: sum(t.state == TrialState.RUNNING for t in trials(url, "ign")) == 2, timeout=180)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:  # the workers go on: SIGTERM reaches them through the parent
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=90)
+    assert process.returncode == 130, err
+    assert "Interrupted" in out
+    states = [t.state for t in trials(url, "ign")]
+    assert TrialState.RUNNING not in states
+    assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.WAITING) == 2
+    assert sum(state in FINISHED for state in states) == 0  # stopped in the first trials, not at the end
+
+
 def test_chaos_repeated_sigkill_then_resume_loses_nothing(tmp_path):
     """At least 10 kill -9 at random moments: finished trials never go down, the target is met
     exactly, nothing stays RUNNING, the file passes SQLite's integrity check, and a killed trial

@@ -75,6 +75,15 @@ def test_report_all_to_a_chosen_path(two_studies):
     assert "Parameter importances: random" in titles and "Parameter importances: tpe" in titles
 
 
+def test_report_into_a_directory_takes_the_default_name(two_studies):
+    (two_studies / "reports").mkdir()
+    result = run_cli("report", "--study-name", "tpe", "-o", "reports", cwd=two_studies)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Report: reports/hpstudy-report-tpe.html"
+    assert "hpstudy report: tpe" in read_page((two_studies / "reports" / "hpstudy-report-tpe.html").read_text()).visible_text()
+    assert [p.name for p in (two_studies / "reports").iterdir()] == ["hpstudy-report-tpe.html"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

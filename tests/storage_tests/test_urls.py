@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sqlite3
 
 import optuna
@@ -42,11 +43,27 @@ def test_postgres_url_is_kept_and_password_redacted():
         ("sqlite:///:memory:", "in-memory database"),
         ("postgresql://user@localhost:5432", "names no database"),
         ("sqlite:////no/such/dir/x.db", "directory '/no/such/dir' does not exist"),
+        ("postgresql+pgfoo://u:pw@localhost/db", "unknown postgresql driver 'pgfoo'"),
+        ("postgresql+asyncpg://u@localhost/db", "driver 'asyncpg' is asynchronous"),
+        ("mysql+aiomysql://u@localhost/db", "driver 'aiomysql' is asynchronous"),
     ],
 )
 def test_bad_urls(url, message):
     with pytest.raises(UserError, match=message.replace("?", r"\?").replace("(", r"\(")):
         parse_storage_url(url)
+
+
+def test_server_url_with_an_installed_driver_is_accepted():
+    for url in ("postgresql://u@localhost/db", "postgresql+psycopg://u@localhost/db"):
+        assert parse_storage_url(url).url == url
+
+
+def test_driver_that_is_not_installed_names_the_package_to_install():
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here")
+    with pytest.raises(UserError, match=r"needs the database driver 'psycopg2', which is not installed; pip install psycopg2-binary") as error:
+        parse_storage_url("postgresql+psycopg2://alice:s3cret@localhost/db")
+    assert "s3cret" not in str(error.value)
 
 
 def test_directory_instead_of_file(tmp_path):

@@ -162,6 +162,16 @@ def test_not_yaml(tmp_path):
         load_config(write(tmp_path, "study:\n  name: [x\n  n: {"))
 
 
+def test_a_key_written_twice_is_refused_at_its_second_line(tmp_path):
+    with pytest.raises(UserError, match=r"at line 4 \(key 'epochs' is written twice; keep one\)"):
+        load_config(write(tmp_path, "search_space:\n  epochs: 3\n  lr: 0.01\n  epochs: 5\n"))
+
+
+def test_yaml_merge_keys_may_repeat_what_they_merge(tmp_path):
+    text = "search_space:\n  epochs:\n    <<: {low: 2, high: 3}\n    high: 4\n"
+    assert load_config(write(tmp_path, text)).search_space.to_dict()["epochs"] == {"low": 2, "high": 4}
+
+
 @pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "a list"), ("", "empty"), ("42\n", "a int")])
 def test_not_a_mapping(tmp_path, text, kind):
     with pytest.raises(UserError, match=f"is {kind}, not a mapping"):

@@ -75,12 +75,22 @@ def test_missing_files_name_the_folder_and_files(tmp_path):
     assert "train-images-idx3-ubyte" in message and "data.download is false" in message
 
 
-def test_failed_download_offline_is_one_line(tmp_path):
+def test_failed_download_offline_is_one_line_and_leaves_no_folders(tmp_path):
+    root = tmp_path / "data"
     with pytest.raises(UserError) as info:
-        load_splits(data_section(dataset="fashion_mnist", root=str(tmp_path), download=True), seed=0)
+        load_splits(data_section(dataset="fashion_mnist", root=str(root), download=True), seed=0)
     assert "download failed" in str(info.value)
-    assert str(tmp_path / "FashionMNIST" / "raw") in str(info.value)
+    assert str(root / "FashionMNIST" / "raw") in str(info.value)
     assert "\n" not in str(info.value)
+    assert not root.exists()  # the folders the attempt made are gone
+
+
+def test_failed_download_keeps_folders_that_were_there(tmp_path):
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="download failed"):
+        load_splits(data_section(dataset="mnist", root=str(tmp_path), download=True), seed=0)
+    assert (tmp_path / "MNIST" / "raw").is_dir() and (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_digits_are_scikit_learns_bundled_digits():

@@ -40,6 +40,10 @@ MEMBERS = [
      "optimizer": "rmsprop", "initializer": "kaiming_normal"},
     {"lr": 5e-2, "batch_size": 50, "epochs": 2, "n_layers": 3, "hidden_units": 40, "optimizer": "sgd",
      "momentum": 0.0, "activation": "sigmoid", "initializer": "normal", "init_std": 0.1},
+    # no hidden layer (a linear model): dropout has no layer to follow, alone or packed; two of
+    # them share a stack
+    {"lr": 1e-2, "batch_size": 64, "epochs": 2, "n_layers": 0, "dropout": 0.3, "optimizer": "adam"},
+    {"lr": 3e-2, "batch_size": 64, "epochs": 3, "n_layers": 0, "dropout": 0.0, "optimizer": "sgd", "momentum": 0.9},
 ]
 
 

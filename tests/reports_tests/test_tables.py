@@ -1,0 +1,42 @@
+"""Trial tables: the export keeps int columns as ints even where a row has no value."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpstudy.reports.tables import export_text, trials_frame
+from hpstudy.study import trial_attrs
+
+
+def _study(tmp_path) -> optuna.Study:
+    """Two finished trials (one with a conditional int param), a running one with no attrs yet."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'tables.db'}", study_name="tables")
+    lr, units = FloatDistribution(0.1, 2.0), IntDistribution(8, 256)
+    attrs = {trial_attrs.EPOCHS_RUN: 3, trial_attrs.EPOCHS_REQUESTED: 5}
+    study.add_trial(create_trial(value=0.5, params={"lr": 1.0, "units": 32},
+                                 distributions={"lr": lr, "units": units}, user_attrs=attrs))
+    study.add_trial(create_trial(value=0.7, params={"lr": 0.5}, distributions={"lr": lr}, user_attrs=attrs))
+    study.add_trial(create_trial(state=TrialState.RUNNING))
+    return study
+
+
+def test_csv_writes_int_columns_with_gaps_as_ints_and_floats_as_floats(tmp_path):
+    rows = list(csv.DictReader(io.StringIO(export_text(trials_frame(_study(tmp_path)), "csv"))))
+    assert [row["params_units"] for row in rows] == ["32", "", ""]
+    assert [row["epochs_run"] for row in rows] == ["3", "3", ""]
+    assert [row["params_lr"] for row in rows] == ["1.0", "0.5", ""]  # a float param stays a float
+    assert [row["number"] for row in rows] == ["0", "1", "2"]
+
+
+def test_json_writes_ints_as_ints_and_gaps_as_null(tmp_path):
+    records = json.loads(export_text(trials_frame(_study(tmp_path)), "json"))
+    assert [record["params_units"] for record in records] == [32, None, None]
+    assert all(isinstance(record["epochs_run"], int) for record in records[:2]) and records[2]["epochs_run"] is None
+    assert [record["params_lr"] for record in records] == [1.0, 0.5, None]
+    assert isinstance(records[0]["params_lr"], float)
