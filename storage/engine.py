@@ -12,7 +12,7 @@ import contextlib
 import functools
 import time
 import warnings
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -94,6 +94,24 @@ class RetryingRDBStorage(RDBStorage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held_params: dict[int, dict[str, tuple[float, BaseDistribution]]] = {}
+        # The trial this process set running last: Ctrl-C while Optuna is still starting a trial
+        # (before the objective has it) leaves it running, and only this says whose it is.
+        self.started_trial_id: int | None = None
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """Optuna's call (under ``create_new_trial`` and Optuna's cache); a trial created running
+        is this process's ``started_trial_id``."""
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.started_trial_id = trial._trial_id  # noqa: SLF001
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        """Optuna's call; a queued trial this process set running is its ``started_trial_id``."""
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            self.started_trial_id = trial_id
+        return changed
 
     @contextlib.contextmanager
     def params_in_one_write(self, trial_id: int) -> Iterator[None]:
@@ -207,7 +225,7 @@ class RetryingRDBStorage(RDBStorage):
 for _name in (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "_create_new_trial",
     "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",

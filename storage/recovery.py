@@ -123,6 +123,17 @@ def fail_and_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
     return True
 
 
+def started_but_unfinished(backend: Any) -> FrozenTrial | None:
+    """The trial this process set running last through ``backend`` (a ``RetryingRDBStorage``: the
+    storage under Optuna's cache), if it is still running: what an interrupt that came while
+    Optuna was starting a trial, before any code of ours had it, leaves behind."""
+    trial_id = getattr(backend, "started_trial_id", None)
+    if trial_id is None:
+        return None
+    trial = backend.get_trial(trial_id)
+    return trial if trial.state == TrialState.RUNNING else None
+
+
 def dead_local_trials(study: optuna.Study) -> list[FrozenTrial]:
     """RUNNING trials of ``study`` whose worker ran on this host and is gone."""
     found = []

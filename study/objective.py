@@ -253,13 +253,11 @@ class Objective:
         self.worker = worker
         self.model_factory = model_factory
         self.completed = CompletedTrials(study)
-        self.current_trial: int | None = None
         warm_up()
         self._maximize = cfg.study.direction == "maximize"
 
     def __call__(self, trial: optuna.Trial) -> float:
         began = time.perf_counter()
-        self.current_trial = trial.number
         trial_id = trial._trial_id  # noqa: SLF001 - Optuna's storage calls take the id
         if self.worker is not None:  # first of all: a kill from here on leaves a recognisable trial
             self._set_attrs(trial, trial_id, {trial_attrs.WORKER: self.worker})

@@ -24,7 +24,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.storage.engine import params_in_one_write
-from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.storage.recovery import RetryStaleTrial, fail_and_retry, started_but_unfinished
 from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
@@ -252,5 +252,8 @@ class PackedRun:
             except Exception:  # noqa: BLE001 - keep ending the others; recovery handles the rest
                 continue
         self.held.clear()
+        started = started_but_unfinished(self.backend)  # asked, but interrupted before it was held
+        if started is not None:
+            fail_and_retry(self.study, started)
         if self.writer is not None:
             self.writer.flush()  # the retries continue from these checkpoints

@@ -26,7 +26,13 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpstudy.storage.engine import Heartbeat, open_storage
-from hpstudy.storage.recovery import RetryStaleTrial, WorkerIdentity, recover_abandoned_trials
+from hpstudy.storage.recovery import (
+    RetryStaleTrial,
+    WorkerIdentity,
+    fail_and_retry,
+    recover_abandoned_trials,
+    started_but_unfinished,
+)
 from hpstudy.storage.stored_config import (
     RunRecord,
     check_same_config,
@@ -241,7 +247,7 @@ def _optimize(
     except KeyboardInterrupt as exc:
         stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
-            _requeue(study, driver.objective.current_trial)
+            _requeue_interrupted(study, backend, driver.current_trial)
     except Exception as exc:
         run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
         raise
@@ -343,14 +349,19 @@ def best_trial_of(study: optuna.Study) -> FrozenTrial | None:
         return None
 
 
-def _requeue(study: optuna.Study, number: int | None) -> None:
-    """Queue a retry of the trial this process was running when it was interrupted."""
-    if number is None:
+def _requeue_interrupted(study: optuna.Study, backend: Any, number: int | None) -> None:
+    """Queue a retry of the trial this process was in when it was interrupted: trial ``number``,
+    which Optuna failed, when the objective had it; else the trial Optuna was starting (or ending),
+    which is still running: it is failed here first."""
+    if number is not None:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if trial.number == number:
+                RetryStaleTrial()(study, trial)
+                return
         return
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if trial.number == number:
-            RetryStaleTrial()(study, trial)
-            return
+    started = started_but_unfinished(backend)
+    if started is not None:
+        fail_and_retry(study, started)
 
 
 @contextlib.contextmanager
@@ -386,8 +397,21 @@ class _AdmitWithinTarget:
         self.objective = objective
         self.target = target
         self.calls = 0  # trials this process started
+        self.current_trial: int | None = None  # the trial an interrupt now would stop, to queue again
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current_trial = trial.number  # first of all: Optuna fails the trial on any interrupt from here
+        try:
+            value = self._admit_then_train(trial)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            self.current_trial = None
+            raise
+        self.current_trial = None
+        return value
+
+    def _admit_then_train(self, trial: optuna.Trial) -> float:
         self.calls += 1
         study = self.objective.study
         active = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))

@@ -179,13 +179,15 @@ def test_killed_pack_resumes_its_trials_from_their_checkpoints(tmp_path, worker_
     ran on another host, which they still look alive to at its start), and continues each from
     its checkpoint, packed; the target is met exactly."""
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    config = slow_config(tmp_path, name="packed", n_trials=5, epochs=30)
+    # two full packs: a kill in either, whichever the polling below sees first, finds three trials held
+    config = slow_config(tmp_path, name="packed", n_trials=6, epochs=30)
     # a grace period longer than the resume's start-up: the dead pack's trials still look alive then
     config.write_text(config.read_text().replace("train: {device: cpu,", "train: {device: cpu, pack: 3,")
                       .replace("grace_period: 3", "grace_period: 8"))
     process = start(config, tmp_path)
     wait_until(lambda: process.poll() is not None or len(checkpoint_files(tmp_path, "packed")) >= 3)
     time.sleep(0.3)
+    assert process.poll() is None, "the run ended before its pack was seen with three checkpoints"
     process.kill()
     process.communicate()
     killed = [t for t in trials(url, "packed") if t.state == TrialState.RUNNING]
@@ -200,7 +202,7 @@ def test_killed_pack_resumes_its_trials_from_their_checkpoints(tmp_path, worker_
     resumed_run = run_cli("resume", "--study-name", "packed", "--no-report", cwd=tmp_path, timeout=300)
     assert resumed_run.returncode == 0, resumed_run.stderr
     final = trials(url, "packed")
-    assert sum(t.state in FINISHED for t in final) == 5
+    assert sum(t.state in FINISHED for t in final) == 6
     assert not [t for t in final if t.state == TrialState.RUNNING]
     resumed = {t.user_attrs[trial_attrs.RESUMED_FROM]["trial"]: t for t in final
                if t.state in FINISHED and t.user_attrs.get(trial_attrs.RESUMED_FROM)}

@@ -47,10 +47,11 @@ def test_write_waits_out_a_locked_sqlite_file(tmp_path):
     assert optuna.load_study(study_name="s", storage=location.url).user_attrs["written"] is True
 
 
-@pytest.mark.parametrize("action", ["suggest", "refresh"])
+@pytest.mark.parametrize("action", ["suggest", "refresh", "ask"])
 def test_calls_optunas_cache_makes_are_retried_too(tmp_path, action):
-    """Optuna's cache writes params and refreshes trials through private storage methods
-    (``_set_trial_param``, ``_get_trials``): those wait out a lock like the public ones."""
+    """Optuna's cache creates trials, writes params and refreshes trials through private storage
+    methods (``_create_new_trial``, ``_set_trial_param``, ``_get_trials``): those wait out a lock
+    like the public ones."""
     path = tmp_path / "s.db"
     location = parse_storage_url(f"sqlite:///{path}")
     storage = open_storage(location, mode="create", sqlite_timeout=0.1)
@@ -58,12 +59,15 @@ def test_calls_optunas_cache_makes_are_retried_too(tmp_path, action):
     trial = study.ask()
     if action == "suggest":
         waited = _run_while_locked(path, lambda: trial.suggest_float("x", 0, 1))
-    else:
+    elif action == "refresh":
         waited = _run_while_locked(path, lambda: study.trials)
+    else:
+        waited = _run_while_locked(path, study.ask)
     assert storage.retried >= 1
     assert waited >= 0.5
     stored = optuna.load_study(study_name="s", storage=location.url).trials
-    assert [t.number for t in stored] == [0]
+    assert [t.number for t in stored] == ([0, 1] if action == "ask" else [0])
+    assert storage.started_trial_id == stored[-1]._trial_id  # noqa: SLF001 - the trial this process started last
     assert ("x" in stored[0].params) == (action == "suggest")
 
 

@@ -13,19 +13,20 @@ from optuna.trial import TrialState
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.storage.engine import Heartbeat, open_storage
-from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.storage.recovery import RetryStaleTrial, WorkerIdentity
 from hpstudy.storage.urls import parse_storage_url
 from hpstudy.study import trial_attrs
 from hpstudy.study.config import load_config
 from hpstudy.study.data import load_splits
 from hpstudy.study.errors import UserError
 from hpstudy.study.models import build_model
-from hpstudy.study.pack_runner import _Held, _Heartbeats
+from hpstudy.study.pack_runner import PackedRun, _Held, _Heartbeats
 from hpstudy.study.packing import PackTrainer, _MaskChunks, stack_key
 from hpstudy.study.runner import run_study
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.checkpoints import cpu_copy
 from hpstudy.study.training import TrainingParts, fit, restore_training_state, training_state
+from tests.conftest import QUICK_SPACE
 
 MEMBERS = [
     {"lr": 3e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 64, "dropout": 0.2,
@@ -318,6 +319,27 @@ def test_interrupt_fails_and_requeues_every_held_trial(quick_config):
     assert len(failed) == 2 and len(waiting) == 2
     assert sorted(trial_attrs.lineage(t) for t in waiting) == sorted(t.number for t in failed)
     assert run_study(cfg).finished == 6
+
+
+def test_interrupt_while_the_pack_asks_for_a_trial_fails_and_requeues_that_one_too(quick_config):
+    """Ctrl-C while Optuna starts the pack's third trial (stored as running, not yet held): the
+    two held trials and the third are all failed and queued again; none is left running."""
+
+    class CtrlCOnTheThirdTrial(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):
+            if trial.number == 2:
+                raise KeyboardInterrupt
+
+    cfg = quick_config(study__n_trials=6, train__pack=3, search_space={**QUICK_SPACE, "epochs": 2})
+    backend = open_storage(parse_storage_url(cfg.storage), mode="create")
+    study = optuna.create_study(study_name="quick", storage=backend, sampler=CtrlCOnTheThirdTrial(seed=0))
+    packed = PackedRun(study, cfg, load_splits(cfg.data, seed=0), device=torch.device("cpu"), backend=backend,
+                       worker=WorkerIdentity.current().to_dict(), reason_to_stop=lambda _study: None, callbacks=[])
+    with pytest.raises(KeyboardInterrupt):
+        packed.run()
+    trials = study.get_trials()
+    assert [t.state for t in trials[:3]] == [TrialState.FAIL] * 3
+    assert [(t.state, trial_attrs.lineage(t)) for t in trials[3:]] == [(TrialState.WAITING, n) for n in (0, 1, 2)]
 
 
 def test_interrupted_packed_trials_resume_from_their_checkpoints_exactly(quick_config):

@@ -215,3 +215,64 @@ def test_a_target_met_only_by_a_silent_remote_trial_waits_recovers_and_trains_it
     retry = [t for t in trials if trial_attrs.lineage(t) == remote.number and t.number != remote.number]
     assert len(retry) == 1 and retry[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert retry[0].params["lr"] == remote.params["lr"]
+
+
+
+class CtrlCWhileStarting(optuna.samplers.RandomSampler):
+    """Optuna's random sampler; once armed, Ctrl-C comes while Optuna starts the next trial (in
+    ``before_trial``, after the trial is stored as running, before any objective has it)."""
+
+    armed = False
+
+    def before_trial(self, study, trial):
+        if self.armed:
+            raise KeyboardInterrupt
+
+
+class Trains:
+    """An objective that trains nothing: it suggests ``lr`` and ends as ``outcome`` says."""
+
+    def __init__(self, study, outcome):
+        self.study, self.outcome = study, outcome
+
+    def __call__(self, trial):
+        trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.mark.parametrize("window", ["starting the trial", "checking the target"])
+def test_an_interrupt_before_the_objective_has_the_trial_still_queues_it_again(tmp_path, window):
+    """Ctrl-C may come after Optuna has stored a trial as running but before the objective's first
+    line: while Optuna starts it (the trial stays running), or while the target check reads the
+    trials (Optuna fails it). Either way the interrupted run fails it and queues it again, and
+    after a trial ends any other way nothing is left to queue."""
+    from hpstudy.study.runner import _AdmitWithinTarget, _requeue_interrupted
+
+    url = parse_storage_url(f"sqlite:///{tmp_path / 's.db'}")
+    sampler = CtrlCWhileStarting(seed=1)
+    backend = open_storage(url, mode="create")
+    real = optuna.create_study(study_name="s", storage=backend, sampler=sampler)
+    real.optimize(_AdmitWithinTarget(Trains(real, 0.5), target=10), n_trials=1)
+    errs = _AdmitWithinTarget(Trains(real, ValueError("bad")), target=10)
+    real.optimize(errs, n_trials=1, catch=(ValueError,))
+    assert errs.current_trial is None and errs.calls == 1
+
+    class CtrlCWhileReadingTrials:
+        def get_trials(self, **kwargs):
+            raise KeyboardInterrupt
+
+    interrupted = _AdmitWithinTarget(Trains(real, 0.5), target=10)
+    if window == "starting the trial":
+        sampler.armed = True
+    else:
+        interrupted.objective.study = CtrlCWhileReadingTrials()
+    with pytest.raises(KeyboardInterrupt):
+        real.optimize(interrupted, n_trials=1)
+    sampler.armed = False
+    assert real.trials[2].state == (TrialState.RUNNING if window == "starting the trial" else TrialState.FAIL)
+    _requeue_interrupted(real, backend, interrupted.current_trial)
+    states = [t.state for t in real.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
+    assert trial_attrs.lineage(real.trials[3]) == 2
