@@ -14,6 +14,7 @@ import pandas as pd
 
 from hpstudy.reports.files import write_text_atomically
 from hpstudy.study import trial_attrs
+from hpstudy.study.errors import UserError
 
 EXPORT_FORMATS = ("csv", "json")
 INTEGER_COLUMNS = "integer_columns"  # the key of ``trials_frame``'s attrs naming its int columns
@@ -155,6 +156,18 @@ def export_text(frame: pd.DataFrame, fmt: str) -> str:
         for record in frame.to_dict(orient="records")
     ]
     return json.dumps(records, indent=2) + "\n"
+
+
+def export_format(requested: str | None, output: Path | None) -> str:
+    """The export's format: ``requested`` (``--format``) when given, else the one ``output``'s
+    suffix names (``trials.json``), else CSV. A suffix naming the other format is refused."""
+    named = output.suffix.lower().lstrip(".") if output is not None else ""
+    if named not in EXPORT_FORMATS:
+        return requested or "csv"
+    if requested is not None and requested != named:
+        raise UserError(f"-o {output} names {named.upper()} but --format is {requested}; "
+                        f"drop --format or name the file {output.with_suffix('.' + requested).name}")
+    return named
 
 
 def write_export(frame: pd.DataFrame, fmt: str, path: Path) -> None:

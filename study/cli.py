@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = _command(commands, "export", _cmd_export, "one row per trial, as CSV or JSON")
     _study_flags(export)
-    export.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
+    export.add_argument("--format", choices=("csv", "json"),
+                        help="output format (default: the output file's suffix, else csv)")
     export.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
 
     report = _command(commands, "report", _cmd_report, "write one self-contained HTML report of studies")
@@ -380,17 +381,19 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from hpstudy.reports.tables import export_text, trials_frame, write_export
+    from hpstudy.reports.tables import export_format, export_text, trials_frame, write_export
 
     if args.output is not None and args.output.is_dir():
-        raise UserError(f"-o {args.output} is a directory; name a file in it, e.g. {args.output / f'trials.{args.format}'}")
+        example = args.output / f"trials.{args.format or 'csv'}"
+        raise UserError(f"-o {args.output} is a directory; name a file in it, e.g. {example}")
     if args.output is not None and not args.output.parent.is_dir():
         raise UserError(f"-o {args.output}: directory '{args.output.parent}' does not exist; create it first")
+    fmt = export_format(args.format, args.output)
     frame = trials_frame(_open_study(args))
     if args.output is None:
-        sys.stdout.write(export_text(frame, args.format))
+        sys.stdout.write(export_text(frame, fmt))
     else:
-        write_export(frame, args.format, args.output)
+        write_export(frame, fmt, args.output)
         console.print(f"Wrote {len(frame)} trials to {args.output}")
     return EXIT_OK
 

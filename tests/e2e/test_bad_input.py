@@ -78,6 +78,8 @@ CASES = {
     "list missing storage": (["list", "--storage", "sqlite:///none.db"], "no study database"),
     "export to a directory": (["export", "--storage", "sqlite:///studies.db", "-o", "."], "-o . is a directory; name a file in it"),
     "run reporting to a missing dir": (["run", "--report", "nodir/r.html"], "report path 'nodir/r.html': directory 'nodir' does not exist"),
+    "export format against the file's suffix": (["export", "--storage", "sqlite:///studies.db", "--format", "csv", "-o", "out.json"],
+                                                "-o out.json names JSON but --format is csv; drop --format or name the file out.csv"),
     "export to missing dir": (["export", "--storage", "sqlite:///studies.db", "-o", "nodir/out.csv"], "does not exist"),
     "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
 }

@@ -1,17 +1,21 @@
-"""Trial tables: the export keeps int columns as ints even where a row has no value."""
+"""Trial tables: the export keeps int columns as ints even where a row has no value, and its
+format follows the output file's name unless ``--format`` says otherwise."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from pathlib import Path
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpstudy.reports.tables import export_text, trials_frame
+from hpstudy.reports.tables import export_format, export_text, trials_frame
 from hpstudy.study import trial_attrs
+from hpstudy.study.errors import UserError
 
 
 def _study(tmp_path) -> optuna.Study:
@@ -40,3 +44,16 @@ def test_json_writes_ints_as_ints_and_gaps_as_null(tmp_path):
     assert all(isinstance(record["epochs_run"], int) for record in records[:2]) and records[2]["epochs_run"] is None
     assert [record["params_lr"] for record in records] == [1.0, 0.5, None]
     assert isinstance(records[0]["params_lr"], float)
+
+
+@pytest.mark.parametrize(("requested", "output", "expected"), [
+    (None, None, "csv"), ("json", None, "json"), (None, "t.json", "json"), (None, "T.JSON", "json"),
+    (None, "t.csv", "csv"), (None, "trials.txt", "csv"), ("json", "trials.txt", "json"), ("json", "t.json", "json"),
+])
+def test_export_format_follows_the_flag_then_the_file_suffix(requested, output, expected):
+    assert export_format(requested, Path(output) if output else None) == expected
+
+
+def test_a_suffix_naming_the_other_format_is_refused():
+    with pytest.raises(UserError, match=r"-o t.csv names CSV but --format is json; drop --format or name the file t.json"):
+        export_format("json", Path("t.csv"))

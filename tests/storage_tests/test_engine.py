@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
@@ -91,3 +92,24 @@ def test_dropped_postgres_connection_is_survived(postgres_url):
     assert killed, "the storage's pooled connections were cut"
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(study.get_trials()) == 4
+
+
+def test_a_storage_that_goes_leaves_every_trial_in_the_db_file_itself(tmp_path):
+    """SQLite keeps new writes in hpstudy.db-wal until a checkpoint; a storage folds them into the
+    .db file as it goes, even while a read-only storage (which cannot) still has the file open,
+    so a copy of the .db file alone holds every trial."""
+    location = parse_storage_url(f"sqlite:///{tmp_path / 's.db'}")
+    writer = open_storage(location, mode="create")
+    optuna.create_study(storage=writer, study_name="s").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    reader = open_storage(location, mode="read")
+    assert len(optuna.load_study(study_name="s", storage=reader).trials) == 3
+    copy_before = tmp_path / "before.db"
+    copy_before.write_bytes((tmp_path / "s.db").read_bytes())
+    del writer
+    gc.collect()
+    copy_after = tmp_path / "after.db"
+    copy_after.write_bytes((tmp_path / "s.db").read_bytes())
+    count = "SELECT count(*) FROM trials"
+    assert sqlite3.connect(copy_before).execute(count).fetchone() == (0,)  # still in the log: what the fix is for
+    assert sqlite3.connect(copy_after).execute(count).fetchone() == (3,)
+    assert len(optuna.load_study(study_name="s", storage=reader).trials) == 3
