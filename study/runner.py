@@ -461,6 +461,15 @@ class _StopRule:
             study.stop()
 
 
+def why_study_stopped(cfg: StudyConfig, study: optuna.Study) -> str:
+    """Why ``study`` stopped, once the processes that ran it have all ended on their own: its
+    target, its grid or its epoch budget; otherwise ``study.timeout`` ran out."""
+    reason = _StopRule.from_config(cfg).reason_to_stop(study)
+    if reason is None:
+        return "timeout" if cfg.study.timeout is not None else "target reached"
+    return reason
+
+
 def epochs_run(trials: list[FrozenTrial]) -> int:
     """Epochs trained by the complete and pruned trials of a study (its compute spent so far)."""
     return sum(int(t.user_attrs.get(trial_attrs.EPOCHS_RUN, 0)) for t in trials if t.state in FINISHED_STATES)

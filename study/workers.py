@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from hpstudy.storage.engine import open_storage
@@ -32,6 +33,7 @@ from hpstudy.study.runner import (
     count_states,
     create_if_missing,
     prepare_run,
+    why_study_stopped,
 )
 
 STORAGE_ENV = "HPSTUDY_STORAGE"  # the storage URL reaches workers here, never on a command line
@@ -42,20 +44,27 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """How many workers, and the device each one trains on."""
+    """How many workers, the device each one trains on, and the CPU threads each may use."""
 
     count: int
     devices: tuple[str, ...]
+    threads: int
 
     @classmethod
-    def make(cls, count: int, devices: Sequence[str] | None, default_device: str) -> WorkerPlan:
-        """Validate ``count`` and assign ``devices`` round-robin (every worker: the default)."""
+    def make(cls, count: int, devices: Sequence[str] | None, default_device: str, *,
+             cpu_threads: int | None = None) -> WorkerPlan:
+        """Validate ``count`` and assign ``devices`` round-robin (every worker: the default).
+        The workers share ``cpu_threads`` (default: this process's, ``torch.get_num_threads()``):
+        PyTorch gives each process one thread per core, and N processes spinning N times as many
+        threads as there are cores train many times slower than one."""
         if count < 1:
             raise UserError(f"--workers must be at least 1 (got {count})")
         pool = list(devices) if devices else [default_device]
         for name in pool:
             resolve_device(name)
-        return cls(count=count, devices=tuple(pool[i % len(pool)] for i in range(count)))
+        budget = cpu_threads if cpu_threads is not None else torch.get_num_threads()
+        return cls(count=count, devices=tuple(pool[i % len(pool)] for i in range(count)),
+                   threads=max(1, budget // count))
 
 
 def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | None = None) -> RunResult:
@@ -72,8 +81,8 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
     processes: list[subprocess.Popen[bytes]] = []
     with _forwarded_signals(processes) as received:
         _start_workers(cfg, plan, processes, received)
-        stop_reason = _supervise(processes, study, observer, received=received,
-                                 seen={t.number for t in study.get_trials(deepcopy=False)})
+        _supervise(processes, study, observer, seen={t.number for t in study.get_trials(deepcopy=False)})
+    stop_reason = _why_workers_stopped(cfg, processes, study, received=received)
     return RunResult(
         study_name=cfg.study.name,
         storage=location.display(),
@@ -96,7 +105,7 @@ def _start_workers(cfg: StudyConfig, plan: WorkerPlan, processes: list[subproces
     for index, device in enumerate(plan.devices):
         if received:
             return
-        process = _start_worker(cfg, index, device)
+        process = _start_worker(cfg, index, device, threads=plan.threads)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)  # the handler sees it listed, or we send
         try:
             processes.append(process)
@@ -107,7 +116,7 @@ def _start_workers(cfg: StudyConfig, plan: WorkerPlan, processes: list[subproces
             process.send_signal(missed)
 
 
-def _start_worker(cfg: StudyConfig, index: int, device: str) -> subprocess.Popen[bytes]:
+def _start_worker(cfg: StudyConfig, index: int, device: str, *, threads: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "hpstudy.study.cli", "worker",
         "--study-name", cfg.study.name,
@@ -118,7 +127,7 @@ def _start_worker(cfg: StudyConfig, index: int, device: str) -> subprocess.Popen
     ]
     if cfg.study.timeout is not None:
         command += ["--timeout", str(cfg.study.timeout)]
-    env = {**os.environ, STORAGE_ENV: cfg.storage}
+    env = {**os.environ, STORAGE_ENV: cfg.storage, "OMP_NUM_THREADS": str(threads)}  # PyTorch's thread count
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -143,20 +152,26 @@ def _forwarded_signals(processes: list[subprocess.Popen[bytes]]) -> Iterator[lis
 
 
 def _supervise(
-    processes: list[subprocess.Popen[bytes]], study: optuna.Study, observer: RunObserver | None, *,
-    received: list[int], seen: set[int],
-) -> str:
-    """Wait for the workers (``received``: the signals passed on to them); report finished trials."""
+    processes: list[subprocess.Popen[bytes]], study: optuna.Study, observer: RunObserver | None, *, seen: set[int]
+) -> None:
+    """Wait for the workers; report finished trials as they come."""
     while any(p.poll() is None for p in processes):
         time.sleep(POLL_SECONDS)
         seen = _report_new(study, observer, seen)
     _report_new(study, observer, seen)
-    if received:
+
+
+def _why_workers_stopped(
+    cfg: StudyConfig, processes: list[subprocess.Popen[bytes]], study: optuna.Study, *, received: list[int]
+) -> str:
+    """The run's stop reason once every worker has exited (``received``: the signals passed on to
+    them). A signal that came after every worker had ended on its own stopped nothing."""
+    failed = [p.returncode for p in processes if p.returncode != 0]
+    if received and failed:
         return "terminated" if signal.SIGTERM in received else "interrupted"
-    failed = [p.returncode for p in processes if p.returncode not in (0,)]
     if failed:
         raise RuntimeError(f"{len(failed)} worker(s) failed (exit codes {failed}); finished trials are kept")
-    return "target reached"
+    return why_study_stopped(cfg, study)
 
 
 def _report_new(study: optuna.Study, observer: RunObserver | None, seen: set[int]) -> set[int]:

@@ -11,6 +11,7 @@ from collections import Counter
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from hpstudy.storage.stored_config import recorded_runs
@@ -44,6 +45,9 @@ def check_exact_run(url, name, n_trials, result):
     assert len(runs) == 4, runs
     assert len({r["sampler_seed"] for r in runs}) == 4, "each worker samples with its own seed"
     assert sum(r["trials"] for r in runs) >= n_trials
+    # the four share this machine's threads: one PyTorch thread per core each would oversubscribe it
+    threads = max(1, torch.get_num_threads() // 4)
+    assert {r["device"] for r in runs} == {f"cpu ({threads} thread{'s' if threads != 1 else ''})"}, runs
     return study
 
 
