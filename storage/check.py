@@ -22,7 +22,7 @@ from hpstudy.storage.recovery import (
     stale_trials,
     unclaimed_trials,
 )
-from hpstudy.storage.stored_config import has_stored_config, stored_config
+from hpstudy.storage.stored_config import has_stored_config, stored_config, study_uid
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, checkpoint_root
@@ -115,7 +115,7 @@ def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHea
     if fix:
         health.requeued = [n for n, trial in sorted(stuck.items()) if fail_and_retry(study, trial)]
     if cfg is not None:
-        store = CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), name)
+        store = CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), name, study_uid(probe))
         live = {
             trial_attrs.lineage(t)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,15 +18,24 @@ from hpstudy.study.errors import UserError
 
 CONFIG_ATTR = "hpstudy_config"
 VERSION_ATTR = "hpstudy_version"
+UID_ATTR = "hpstudy_uid"
 RUN_ATTR_PREFIX = "hpstudy_run:"
 
 
 def save_config(study: optuna.Study, cfg: StudyConfig) -> None:
-    """Store ``cfg`` (with any storage password masked) and the hpstudy version on the study."""
+    """Store ``cfg`` (with any storage password masked), the hpstudy version and a new random id
+    of the study (``study_uid``) on the study."""
     stored = cfg.to_dict()
     stored["storage"] = redact(cfg.storage)
+    study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
     study.set_user_attr(CONFIG_ATTR, stored)
     study.set_user_attr(VERSION_ATTR, __version__)
+
+
+def study_uid(study: optuna.Study) -> str | None:
+    """The random id hpstudy gave the study when it made it (None for a study made before ids)."""
+    uid = study.user_attrs.get(UID_ATTR)
+    return uid if isinstance(uid, str) else None
 
 
 def has_stored_config(study: optuna.Study) -> bool:

@@ -44,15 +44,22 @@ def checkpoint_root(checkpoint_dir: str | None, sqlite_path: Path | None) -> Pat
 
 @dataclass(frozen=True)
 class CheckpointStore:
-    """Where the checkpoints of one study live: ``ROOT/<study>/trial-<lineage>.pt``."""
+    """Where the checkpoints of one study live: ``ROOT/<study>-<uid>/trial-<lineage>.pt``.
+
+    ``study_uid`` (``stored_config.study_uid``) tells apart studies whose names read the same once
+    made safe for a path (``exp/a`` and ``exp_a``), or that share a root from different storages
+    (two databases on one server, one ``checkpoint_dir``): they must never read or delete each
+    other's checkpoints. A study made before it had one keeps the plain name."""
 
     root: Path
     study_name: str
+    study_uid: str | None = None
 
     @property
     def folder(self) -> Path:
         """The study's checkpoint folder."""
-        return self.root / safe_name(self.study_name)
+        name = safe_name(self.study_name)
+        return self.root / (f"{name}-{self.study_uid[:12]}" if self.study_uid else name)
 
     def path(self, lineage: int) -> Path:
         """The checkpoint file of a trial lineage."""

@@ -174,6 +174,13 @@ class TrainSection(_Section):
             raise ValueError(f"unknown device '{value}'; use auto, cpu, cuda or cuda:N")
         return value
 
+    @model_validator(mode="after")
+    def _best_model_beside_the_checkpoints(self) -> TrainSection:
+        if self.keep_best_model and not self.checkpoints:
+            raise ValueError("train.keep_best_model needs train.checkpoints: true (the best model is kept in "
+                             "the study's checkpoint folder); turn checkpoints on or keep_best_model off")
+        return self
+
 
 SearchSpaceField = Annotated[
     SearchSpace,

@@ -119,6 +119,8 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         numbers = ", ".join(f"#{n}" for n in result.recovered)
         console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): retried from their checkpoints")
     console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
+    if result.best_model is not None:
+        console.print(f"Best model weights: {result.best_model}", highlight=False)
 
 
 def trials_table(trials: Sequence[FrozenTrial], *, title: str) -> Table:

@@ -218,6 +218,24 @@ class CheckpointPolicy:
         self.cost, self._epochs, self._seconds = cost, 0, 0.0
 
 
+def keep_if_best(
+    checkpoints: CheckpointStore, completed: CompletedTrials, attempt: Attempt, model: torch.nn.Module, *,
+    trial_number: int, maximize: bool,
+) -> None:
+    """``train.keep_best_model``: save ``model``'s weights as the study's best model when the
+    attempt, about to complete, beats every complete trial (read afresh)."""
+    score = attempt.best_score
+    if score is None:
+        return
+    completed.refresh()
+    values = [t.value for t in completed.get() if t.value is not None]
+    if values and not (score > max(values) if maximize else score < min(values)):
+        return
+    checkpoints.save_best_model(
+        cpu_copy(model.state_dict()), {"trial": trial_number, "value": score, "hyperparams": attempt.hp.to_flat()}
+    )
+
+
 class Objective:
     """Callable objective for ``study.optimize``: one call trains one trial.
 
@@ -320,11 +338,9 @@ class Objective:
             if prune:
                 attempt.end_reason = f"pruned at epoch {result.epoch}"
                 raise optuna.TrialPruned(attempt.end_reason)
-        if self.cfg.train.keep_best_model and self.checkpoints is not None and self._is_new_best(attempt):
-            self.checkpoints.save_best_model(
-                cpu_copy(model.state_dict()),
-                {"trial": trial.number, "value": attempt.best_score, "hyperparams": attempt.hp.to_flat()},
-            )
+        if self.cfg.train.keep_best_model and self.checkpoints is not None:
+            keep_if_best(self.checkpoints, self.completed, attempt, model, trial_number=trial.number,
+                         maximize=self._maximize)
 
     def _build(self, attempt: Attempt) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts]:
         """The seeded model, its optimizer, and the parts ``fit`` needs (batch-order generator,
@@ -390,13 +406,6 @@ class Objective:
         assert self.checkpoints is not None and self.writer is not None
         self.writer.submit(self.checkpoints.path(attempt.lineage), checkpoint_of(attempt, state, metric=self.cfg.study.metric))
 
-    def _is_new_best(self, attempt: Attempt) -> bool:
-        values = [t.value for t in self.completed.get() if t.value is not None]
-        if not values:
-            return True
-        best = max(values) if self._maximize else min(values)
-        return attempt.best_score is not None and self._better(attempt.best_score, best)
-
     # ------------------------------------------------------------ bookkeeping
 
     def _finish(
@@ -426,6 +435,3 @@ class Objective:
 
     def _score(self, result: EpochResult) -> float:
         return result.val_accuracy if self.cfg.study.metric == "val_accuracy" else result.val_loss
-
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self._maximize else a < b

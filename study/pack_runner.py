@@ -35,6 +35,7 @@ from hpstudy.study.objective import (
     CheckpointPolicy,
     begin_attempt,
     checkpoint_of,
+    keep_if_best,
     resume_attempt,
     schedule_of,
     start_attrs,
@@ -217,6 +218,9 @@ class PackedRun:
     def _finish(self, entry: _Held, state: TrialState) -> None:
         with entry.attempt.timed("record"):
             entry.reporter.flush()
+            if state == TrialState.COMPLETE and self.cfg.train.keep_best_model and self.checkpoints is not None:
+                keep_if_best(self.checkpoints, self.completed, entry.attempt, self.trainer.model_of(entry.member),
+                             trial_number=entry.trial.number, maximize=self._maximize)
             self.trainer.remove(entry.member)
             del self.held[entry.trial.number]
             if self.writer is not None and self.checkpoints is not None:  # finished: no retry will need it

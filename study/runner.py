@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,11 +40,12 @@ from hpstudy.storage.stored_config import (
     has_stored_config,
     save_config,
     stored_config,
+    study_uid,
 )
 from hpstudy.storage.studies import find_study, load_existing_study
 from hpstudy.storage.urls import StorageLocation, parse_storage_url
 from hpstudy.study import trial_attrs
-from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, checkpoint_root
+from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, CheckpointWriter, checkpoint_root
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits, load_splits
 from hpstudy.study.devices import describe_device, resolve_device
@@ -83,6 +85,7 @@ class RunResult:
     device: str
     stop_reason: str
     recovered: tuple[int, ...] = ()
+    best_model: Path | None = None  # ``train.keep_best_model``'s file, once there is one
 
     @property
     def interrupted(self) -> bool:
@@ -217,9 +220,7 @@ def _optimize(
         observer.started(study, target=target, finished=_n_finished(study), device=device_name)
     stop_reason = "target reached"
     writer = CheckpointWriter() if cfg.train.checkpoints else None
-    checkpoints = CheckpointStore(
-        checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name
-    ) if writer else None
+    checkpoints = checkpoint_store(cfg, location, study) if writer else None
     driver: _AdmitWithinTarget | PackedRun
     if cfg.train.pack > 1:
         driver = _packed_run(study, cfg, splits, device=device, backend=backend, observer=observer,
@@ -267,7 +268,22 @@ def _optimize(
         device=device_name,
         stop_reason=stop_reason,
         recovered=recovered,
+        best_model=best_model_file(cfg, location, study),
     )
+
+
+def checkpoint_store(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> CheckpointStore:
+    """Where ``study``'s checkpoints (and best model) go."""
+    return CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name,
+                           study_uid(study))
+
+
+def best_model_file(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> Path | None:
+    """The file ``train.keep_best_model`` keeps the best trial's weights in, if it exists."""
+    if not cfg.train.keep_best_model:
+        return None
+    path = checkpoint_store(cfg, location, study).folder / BEST_MODEL_NAME
+    return path if path.exists() else None
 
 
 def _optimize_until_stopped(

@@ -29,6 +29,7 @@ from hpstudy.study.runner import (
     FINISHED_STATES,
     RunObserver,
     RunResult,
+    best_model_file,
     best_trial_of,
     count_states,
     create_if_missing,
@@ -93,6 +94,7 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
         wall_seconds=time.perf_counter() - started,
         device=", ".join(plan.devices),
         stop_reason=stop_reason,
+        best_model=best_model_file(cfg, location, study),
     )
 
 

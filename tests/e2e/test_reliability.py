@@ -55,7 +55,7 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
 
 
 def checkpoint_files(cwd: Path, name: str) -> list[Path]:
-    return list((cwd / "hpstudy.db.checkpoints" / name).glob("trial-*.pt"))
+    return list((cwd / "hpstudy.db.checkpoints").glob(f"{name}-*/trial-*.pt"))  # <study>-<its id>
 
 
 def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path):

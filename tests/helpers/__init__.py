@@ -5,6 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import optuna
+
+from hpstudy.storage.stored_config import study_uid
+from hpstudy.study.checkpoints import CheckpointStore, checkpoint_root
+
 
 def trial_states(db_path: Path, study_name: str) -> list[str]:
     """The states of a study's trials, read straight from the SQLite file (read-only, never waits
@@ -21,3 +26,11 @@ def trial_states(db_path: Path, study_name: str) -> list[str]:
     except sqlite3.Error:  # the file is being created
         return []
     return [state for (state,) in rows]
+
+
+def checkpoint_store(storage_url: str, study_name: str) -> CheckpointStore:
+    """The checkpoint store of a study in a SQLite file, as hpstudy makes it: the folder beside the
+    file, named by the study's name and id."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    return CheckpointStore(checkpoint_root(None, Path(storage_url.removeprefix("sqlite:///"))), study_name,
+                           study_uid(study))

@@ -14,10 +14,11 @@ from optuna.trial import TrialState
 from hpstudy.storage.check import check_storage
 from hpstudy.storage.recovery import WORKER_ATTR, WorkerIdentity
 from hpstudy.storage.urls import parse_storage_url
-from hpstudy.study.checkpoints import CheckpointStore, atomic_save
+from hpstudy.study.checkpoints import atomic_save
 from hpstudy.study.cli import main
 from hpstudy.study.errors import UserError
 from hpstudy.study.runner import run_study
+from tests.helpers import checkpoint_store
 
 
 def digest(path):
@@ -35,7 +36,7 @@ def damaged_study(quick_config, tmp_path):
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     stuck.set_user_attr(WORKER_ATTR, WorkerIdentity(socket.gethostname(), process.pid, None).to_dict())
-    store = CheckpointStore(tmp_path / "study.db.checkpoints", "quick")
+    store = checkpoint_store(cfg.storage, "quick")
     atomic_save({"epoch": 1}, store.path(0))  # trial 0 finished long ago: nobody will read this
     atomic_save({"epoch": 1}, store.path(stuck.number))  # the stuck trial's retry will
     return cfg, stuck.number, store
@@ -107,3 +108,18 @@ def test_check_on_postgres(postgres_url, quick_config):
     run_study(cfg)
     report = check_storage(parse_storage_url(postgres_url))
     assert report.problems == 0 and "not checked" in report.integrity
+
+
+def test_fix_never_deletes_the_checkpoints_of_a_study_with_a_name_alike(quick_config):
+    """'exp/a' and 'exp_a' read the same as a path; checking 'exp_a' must not take the checkpoint
+    of a queued 'exp/a' trial for an orphan of its own."""
+    alike = [quick_config(**{"study__name": name, "study__n_trials": 1}) for name in ("exp/a", "exp_a")]
+    for cfg in alike:
+        run_study(cfg)
+    queued = optuna.load_study(study_name="exp/a", storage=alike[0].storage)
+    queued.enqueue_trial({"lr": 0.01})
+    kept = checkpoint_store(alike[0].storage, "exp/a").path(1)  # the queued trial's retry reads it
+    atomic_save({"epoch": 1}, kept)
+    report = check_storage(parse_storage_url(alike[0].storage), fix=True)
+    assert [health.deleted for health in report.studies] == [[], []]
+    assert kept.exists()

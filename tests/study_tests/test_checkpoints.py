@@ -7,11 +7,17 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.study import trial_attrs
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, atomic_save, checkpoint_root, safe_name
+from hpstudy.study.data import load_splits
+from hpstudy.study.errors import UserError
 from hpstudy.study.models import build_model
 from hpstudy.study.objective import CheckpointPolicy
 from hpstudy.study.runner import run_study
+from hpstudy.study.training import evaluate
+from tests.conftest import QUICK_SPACE
+from tests.helpers import checkpoint_store
 
 
 def test_atomic_save_round_trip_with_weights_only(tmp_path):
@@ -105,7 +111,8 @@ def test_a_retried_trial_continues_its_learning_curve_exactly(quick_config, tmp_
     assert first.stop_reason == "interrupted"
     study = optuna.load_study(study_name="quick", storage=cut.storage)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]
-    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == [0]
+    store = checkpoint_store(cut.storage, "quick")
+    assert store.folder.name.startswith("quick-") and list(store.lineages()) == [0]
 
     second = run_study(cut)
     assert second.finished == 1
@@ -115,7 +122,7 @@ def test_a_retried_trial_continues_its_learning_curve_exactly(quick_config, tmp_
     assert retried.user_attrs[trial_attrs.CURVE]["lr"] == reference.user_attrs[trial_attrs.CURVE]["lr"]
     assert retried.intermediate_values == pytest.approx(reference.intermediate_values)
     assert retried.value == pytest.approx(reference.value)
-    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == [], "removed when finished"
+    assert list(store.lineages()) == [], "removed when finished"
 
 
 def test_out_of_memory_prunes_the_trial_and_the_study_goes_on(quick_config):
@@ -130,15 +137,45 @@ def test_out_of_memory_prunes_the_trial_and_the_study_goes_on(quick_config):
     assert result.finished == 3
 
 
-def test_keep_best_model_saves_the_best_trials_weights(quick_config, tmp_path):
-    cfg = quick_config(study__n_trials=3, train__keep_best_model=True, study__pruner={"name": "none"})
-    run_study(cfg)
+@pytest.mark.parametrize("pack", [1, 3])
+def test_keep_best_model_saves_the_best_trials_weights(quick_config, pack):
+    """The best trial's final weights, alone or packed (where they are one member's rows of a
+    stack): loaded into its model, they score its last epoch's validation loss."""
+    cfg = quick_config(study__n_trials=4, train__keep_best_model=True, train__pack=pack, study__pruner={"name": "none"},
+                       search_space={**QUICK_SPACE, "n_layers": 1, "epochs": 3})
+    result = run_study(cfg)
     study = optuna.load_study(study_name="quick", storage=cfg.storage)
-    saved = torch.load(tmp_path / "study.db.checkpoints" / "quick" / "best-model.pt", weights_only=True)
-    assert saved["meta"]["trial"] == study.best_trial.number
+    store = checkpoint_store(cfg.storage, "quick")
+    assert result.best_model == store.folder / "best-model.pt"
+    saved = torch.load(result.best_model, weights_only=True)
+    best = study.best_trial
+    assert saved["meta"]["trial"] == best.number
     assert saved["meta"]["value"] == pytest.approx(study.best_value)
-    assert any(key.endswith("weight") for key in saved["model"])
-    assert list(CheckpointStore(tmp_path / "study.db.checkpoints", "quick").lineages()) == []
+    hp = Hyperparams.from_flat(saved["meta"]["hyperparams"])
+    splits = load_splits(cfg.data, seed=cfg.study.seed)
+    model = build_model(hp, kind=cfg.model.kind, input_shape=splits.input_shape, n_classes=splits.n_classes)
+    model.load_state_dict(saved["model"])
+    loss, _accuracy = evaluate(model, splits.x_val, splits.y_val, batch_size=4096)
+    assert loss == pytest.approx(best.user_attrs[trial_attrs.CURVE]["val_loss"][-1], rel=1e-4)
+    assert list(store.lineages()) == []
+
+
+def test_best_model_without_checkpoints_is_refused(quick_config):
+    with pytest.raises(UserError, match="train.keep_best_model needs train.checkpoints: true"):
+        quick_config(train__keep_best_model=True, train__checkpoints=False)
+
+
+def test_studies_whose_names_read_the_same_as_paths_never_share_a_checkpoint_folder(quick_config):
+    """'exp/a' and 'exp_a' are one name once made safe for a path; each study's id keeps their
+    checkpoints (whose files are named by trial number) apart."""
+    stores = []
+    for name in ("exp/a", "exp_a"):
+        cfg = quick_config(**{"study__name": name, "study__n_trials": 1})
+        run_study(cfg)
+        stores.append(checkpoint_store(cfg.storage, name))
+    assert stores[0].study_uid != stores[1].study_uid
+    assert stores[0].folder.parent == stores[1].folder.parent and stores[0].folder != stores[1].folder
+    assert stores[0].folder.name.startswith("exp_a-") and stores[1].folder.name.startswith("exp_a-")
 
 
 def test_checkpoint_policy_every_n_epochs():

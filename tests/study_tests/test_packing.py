@@ -27,6 +27,7 @@ from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.checkpoints import cpu_copy
 from hpstudy.study.training import TrainingParts, fit, restore_training_state, training_state
 from tests.conftest import QUICK_SPACE
+from tests.helpers import checkpoint_store
 
 MEMBERS = [
     {"lr": 3e-3, "batch_size": 64, "epochs": 3, "n_layers": 2, "hidden_units": 64, "dropout": 0.2,
@@ -367,7 +368,7 @@ def test_interrupted_packed_trials_resume_from_their_checkpoints_exactly(quick_c
     loaded = optuna.load_study(study_name="quick", storage=cfg.storage)
     failed = [t for t in loaded.get_trials() if t.state == TrialState.FAIL]
     assert len(failed) == 3
-    folder = Path(cfg.storage.removeprefix("sqlite:///") + ".checkpoints") / "quick"
+    folder = checkpoint_store(cfg.storage, "quick").folder
     assert sorted(path.name for path in folder.iterdir()) == sorted(f"trial-{t.number}.pt" for t in failed)
 
     assert run_study(cfg).finished == 5
