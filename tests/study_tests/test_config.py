@@ -103,8 +103,10 @@ def test_config_is_frozen():
 def test_round_trip_and_identity_ignore_run_only_keys():
     cfg = load_config()
     assert StudyConfig.from_dict(cfg.to_dict()) == cfg
-    other = cfg.with_overrides({"study.n_trials": 99, "study.timeout": 5, "train.device": "cpu", "storage": "sqlite:///o.db"})
-    assert other.identity() == cfg.identity()
+    other = cfg.with_overrides({"study.n_trials": 99, "study.timeout": 5, "train.device": "cpu", "storage": "sqlite:///o.db",
+                                "train.keep_best_model": True, "train.checkpoint_every": 3, "train.pack": 4})
+    assert other.identity() == cfg.identity()  # how a run goes, not what the study is
+    assert cfg.with_overrides({"train.amp": "bf16"}).identity() != cfg.identity()  # changes what trials compute
     assert cfg.with_overrides({"search_space.dropout": 0.1}).identity() != cfg.identity()
 
 
