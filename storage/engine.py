@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from hpstudy.storage import trial_rows
-from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
+from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite, redact
 from hpstudy.study.errors import UserError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -66,21 +66,44 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` retried on transient errors. When the retries run out, the user gets one line
+    saying so (``StorageUnavailable``, which no outer retrying call retries again), not a driver's
+    traceback."""
+
     @functools.wraps(method)
     def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
         delay = self.retries.first_delay
         for attempt in range(1, self.retries.attempts + 1):
             try:
                 return method(self, *args, **kwargs)
             except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-                if attempt == self.retries.attempts or not _is_transient(exc):
+                if not _is_transient(exc):
                     raise
+                if attempt == self.retries.attempts:
+                    raise StorageUnavailable.after(exc, url=self.url, seconds=time.monotonic() - began) from exc
                 self.retried += 1
             time.sleep(delay)
             delay = min(delay * 2, self.retries.max_delay)
         raise AssertionError("unreachable")
 
     return call
+
+
+class StorageUnavailable(UserError):
+    """The storage stayed locked or unreachable through every retry."""
+
+    @classmethod
+    def after(cls, exc: BaseException, *, url: str, seconds: float) -> StorageUnavailable:
+        """The error for ``exc``, the last of the retries of ``seconds`` on the storage at ``url``."""
+        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+        detail = getattr(cause, "orig", None) or cause
+        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0]
+        return cls(
+            f"storage '{redact(url)}' stayed unavailable for {seconds:.0f} s ({reason}): another program may "
+            "hold the SQLite file locked, or the server is down; close it or bring it back, then run again "
+            "(finished trials are kept)"
+        )
 
 
 class RetryingRDBStorage(RDBStorage):

@@ -11,7 +11,7 @@ import optuna
 import psycopg
 import pytest
 
-from hpstudy.storage.engine import open_storage
+from hpstudy.storage.engine import StorageUnavailable, open_storage
 from hpstudy.storage.urls import parse_storage_url
 
 
@@ -113,3 +113,26 @@ def test_a_storage_that_goes_leaves_every_trial_in_the_db_file_itself(tmp_path):
     assert sqlite3.connect(copy_before).execute(count).fetchone() == (0,)  # still in the log: what the fix is for
     assert sqlite3.connect(copy_after).execute(count).fetchone() == (3,)
     assert len(optuna.load_study(study_name="s", storage=reader).trials) == 3
+
+
+def test_a_storage_locked_through_every_retry_is_one_clear_error(tmp_path):
+    """A SQLite file another program keeps locked: the call retries, then gives up with one line
+    that says what and why, not a driver's traceback; a retrying call that makes another (Optuna's
+    public ``set_trial_param`` makes the private one) does not retry the given-up one again."""
+    path = tmp_path / "s.db"
+    location = parse_storage_url(f"sqlite:///{path}")
+    storage = open_storage(location, mode="create", sqlite_timeout=0.05)
+    trial_id = optuna.create_study(storage=storage, study_name="s").ask()._trial_id  # noqa: SLF001
+    distribution = optuna.distributions.FloatDistribution(0, 1)
+    holder = sqlite3.connect(path, timeout=5, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageUnavailable, match=r"storage 'sqlite:///.*s\.db' stayed unavailable for \d+ s "
+                                                     r"\(database is locked\): another program may hold"):
+            storage.set_trial_param(trial_id, "x", 0.5, distribution)  # Optuna's public call makes a private one
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert storage.retried == storage.retries.attempts - 1
+    storage.set_trial_param(trial_id, "x", 0.5, distribution)  # the lock gone, the storage works again
+    assert storage.get_trial(trial_id).params == {"x": 0.5}
