@@ -99,9 +99,14 @@ class StorageUnavailable(UserError):
         cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
         detail = getattr(cause, "orig", None) or cause
         reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0]
+        if "locked" in reason or "busy" in reason:
+            hint = "another program holds the SQLite file locked (a database browser, a stuck process?); close it"
+        elif "full" in reason:
+            hint = "its disk is full; free space there"
+        else:
+            hint = "the database server may be down or unreachable; bring it back"
         return cls(
-            f"storage '{redact(url)}' stayed unavailable for {seconds:.0f} s ({reason}): another program may "
-            "hold the SQLite file locked, or the server is down; close it or bring it back, then run again "
+            f"storage '{redact(url)}' stayed unavailable for {seconds:.0f} s ({reason}): {hint}, then run again "
             "(finished trials are kept)"
         )
 
@@ -259,6 +264,22 @@ for _name in (
 ):
     setattr(RetryingRDBStorage, _name, _retrying(getattr(RetryingRDBStorage, _name)))
 del _name
+
+
+def _heartbeat_may_miss(record_heartbeat: Callable[..., Any]) -> Callable[..., Any]:
+    """A heartbeat that cannot be written once retries run out is skipped: it beats on a thread of
+    Optuna's, where the error would only print a traceback, and the training thread meets the same
+    storage at its next write and says so in one line."""
+
+    @functools.wraps(record_heartbeat)
+    def call(self: RetryingRDBStorage, trial_id: int) -> None:
+        with contextlib.suppress(StorageUnavailable):
+            record_heartbeat(self, trial_id)
+
+    return call
+
+
+RetryingRDBStorage.record_heartbeat = _heartbeat_may_miss(RetryingRDBStorage.record_heartbeat)  # type: ignore[method-assign]
 
 
 def params_in_one_write(backend: Any, trial_id: int) -> contextlib.AbstractContextManager[None]:

@@ -9,6 +9,7 @@ of one. Plain PyTorch; nothing here knows of Optuna.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from hpstudy.study.errors import UserError
 
 DEFAULT_CHECKPOINT_DIR = "hpstudy-checkpoints"
 CHECKPOINT_SUFFIX = ".pt"
@@ -86,8 +89,19 @@ class CheckpointStore:
     def save_best_model(self, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
         """Keep the best trial's weights as ``<study>/best-model.pt`` (atomically replaced)."""
         path = self.folder / BEST_MODEL_NAME
-        atomic_save({"model": state_dict, "meta": meta}, path)
+        try:
+            atomic_save({"model": state_dict, "meta": meta}, path)
+        except OSError as exc:
+            raise unwritable(path, exc) from exc
         return path
+
+
+def unwritable(path: Path, error: OSError) -> UserError:
+    """The one-line error for a checkpoint file that the disk refused (full, read-only, ...)."""
+    return UserError(
+        f"cannot write {path}: {error.strerror or error}; free space there, set train.checkpoint_dir to "
+        "another disk, or run with --set train.checkpoints=false"
+    )
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -95,9 +109,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     then fsync the folder so the rename itself survives a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    buffer = io.BytesIO()  # serialized in memory first: written to the file, a full disk is an OSError
+    torch.save(obj, buffer)  # with its errno, where torch's own file writer only says "unexpected pos"
     try:
         with tmp.open("wb") as handle:
-            torch.save(obj, handle)
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -131,7 +147,7 @@ class CheckpointWriter:
         self._pending: dict[Path, dict[str, Any]] = {}
         self._busy_path: Path | None = None  # the file being written now
         self._closed = False
-        self._error: BaseException | None = None
+        self._error: tuple[Path, BaseException] | None = None  # the file whose write failed, and why
         self.last_write_seconds = 0.0  # how long the latest write took on the writer thread
         self._thread = threading.Thread(target=self._run, name="hpstudy-checkpoints", daemon=True)
         self._thread.start()
@@ -167,7 +183,9 @@ class CheckpointWriter:
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
+            (path, error), self._error = self._error, None
+            if isinstance(error, OSError):  # the disk, not a bug: say what to do
+                raise unwritable(path, error) from error
             raise RuntimeError(f"writing a checkpoint failed: {error}") from error
 
     def _run(self) -> None:
@@ -184,7 +202,7 @@ class CheckpointWriter:
                 atomic_save(state, path)
                 self.last_write_seconds = time.perf_counter() - began
             except BaseException as exc:  # reported to the training thread at its next call
-                self._error = exc
+                self._error = (path, exc)
             finally:
                 with self._condition:
                     self._busy_path = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+
 import optuna
 import pytest
 import torch
@@ -192,3 +195,24 @@ def test_automatic_policy_keeps_checkpoints_within_their_budget():
     assert [policy.due(0.05) for _ in range(4)] == [False, False, False, True]
     policy.written(0.004)
     assert policy.due(5.0), "a long epoch is checkpointed every time"
+
+
+def test_a_disk_that_refuses_the_checkpoint_is_one_clear_error(tmp_path):
+    """A full disk (here: the process's file-size limit, which the kernel enforces as it would a
+    full one) is a one-line error naming the file, the reason and the ways out, not torch's
+    "unexpected pos"; no partial file is left behind."""
+    writer = CheckpointWriter()
+    path = tmp_path / "ck" / "trial-0.pt"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
+    try:
+        writer.submit(path, {"weights": torch.zeros(1_000_000)})  # 4 MB
+        with pytest.raises(UserError, match=r"cannot write .*trial-0\.pt: File too large; free space there, set "
+                                            r"train\.checkpoint_dir to another disk, or run with --set train\.checkpoints=false"):
+            writer.flush()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    writer.close()
+    assert list(path.parent.iterdir()) == []
