@@ -153,13 +153,13 @@ def _param_text(value: Any) -> str:
 def studies_table(rows: Sequence[StudyRow], *, storage: str) -> Table:
     """`hpstudy list`: a study per row with trial counts by state and the best value."""
     table = Table(title=f"Studies in {storage}", title_justify="left")
-    for column in ("study", "direction", "complete", "pruned", "failed", "running", "best value", "best trial"):
+    for column in ("study", "direction", "complete", "pruned", "failed", "running", "queued", "best value", "best trial"):
         table.add_column(column, justify="left" if column in ("study", "direction") else "right")
     for row in rows:
         table.add_row(
             row.name,
             row.direction,
-            *(str(row.counts.get(state, 0)) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")),
+            *(str(row.counts.get(state, 0)) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")),
             _fmt(row.best_value),
             "-" if row.best_trial is None else str(row.best_trial),
         )

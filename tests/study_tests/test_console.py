@@ -6,8 +6,9 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from rich.console import Console
 
+from hpstudy.reports.tables import StudyRow
 from hpstudy.study import trial_attrs
-from hpstudy.study.console import trials_table
+from hpstudy.study.console import studies_table, trials_table
 
 
 def test_top_trials_table_shows_epochs_once_as_run_of_requested():
@@ -23,3 +24,15 @@ def test_top_trials_table_shows_epochs_once_as_run_of_requested():
     header = next(line for line in text.splitlines() if "trial" in line and "value" in line)
     assert header.count("epochs") == 1 and "epochs run" in header and "lr" in header
     assert "12/30" in text and "0.01" in text
+
+
+def test_the_studies_table_counts_every_state_queued_included():
+    """`hpstudy list`: complete, pruned, failed, running and queued (a retry waiting, or params
+    put in with `enqueue`) trials, each in its column."""
+    row = StudyRow(name="s", direction="minimize", best_value=0.25, best_trial=3,
+                   counts={"COMPLETE": 4, "PRUNED": 3, "FAIL": 2, "RUNNING": 1, "WAITING": 5})
+    console = Console(width=200, record=True)
+    console.print(studies_table([row], storage="sqlite:///x.db"))
+    header, cells = [line for line in console.export_text().splitlines() if "│" in line or "┃" in line][:2]
+    assert [c.strip() for c in header.strip("┃").split("┃")][2:7] == ["complete", "pruned", "failed", "running", "queued"]
+    assert [c.strip() for c in cells.strip("│").split("│")] == ["s", "minimize", "4", "3", "2", "1", "5", "0.25", "3"]
