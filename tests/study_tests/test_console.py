@@ -1,4 +1,4 @@
-"""The terminal summary: the top-trials table."""
+"""The terminal tables: the top trials of a run, and the studies of a storage."""
 
 from __future__ import annotations
 
