@@ -103,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"storage URL (default: ${STORAGE_ENV}, else from the config)")
     _run_limits(run)
     _report_flags(run)
-    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the storage (default 1)")
-    run.add_argument("--devices", help="comma-separated devices given to workers round-robin, e.g. cuda:0,cuda:1")
+    _worker_flags(run)
     run.add_argument("--seed", type=int, help="study seed: sampler, data split and trial seeds")
     run.add_argument("--quick", action="store_true", help="a small version of the preset (a smoke run)")
     run.add_argument("--repeats", type=int, help="run every grid point this many times (seeds 0 .. R-1)")
@@ -117,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _study_flags(resume)
     _run_limits(resume)
     _report_flags(resume)
+    _worker_flags(resume)
 
     worker = _command(commands, "worker", _cmd_worker, "join an existing study as one more worker process")
     _study_flags(worker)
@@ -234,18 +234,17 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values, quick=args.quick,
                       repeats=args.repeats)
     if args.workers != 1 or args.devices:
-        from hpstudy.study.workers import WorkerPlan, run_workers
-
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-        plan = WorkerPlan.make(args.workers, devices, cfg.train.device)
-        return _run_and_summarize(console, lambda observer: run_workers(cfg, plan, observer=observer), cfg.storage, args)
+        return _run_workers(console, cfg, args)
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)
 
 
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
-    from hpstudy.study.runner import resume_study
+    from hpstudy.study.runner import resume_study, resumed_config
 
     name = _study_name(args)
+    if args.workers != 1 or args.devices:
+        return _run_workers(console, resumed_config(storage_url=args.storage, study_name=name,
+                                                    overrides=_limit_values(args)), args)
     return _run_and_summarize(
         console,
         lambda observer: resume_study(
@@ -254,6 +253,15 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
         args.storage,
         args,
     )
+
+
+def _run_workers(console: Console, cfg: Any, args: argparse.Namespace) -> int:
+    """``--workers N`` / ``--devices``: run ``cfg`` with worker processes, then summarize."""
+    from hpstudy.study.workers import WorkerPlan, run_workers
+
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    plan = WorkerPlan.make(args.workers, devices, cfg.train.device)
+    return _run_and_summarize(console, lambda observer: run_workers(cfg, plan, observer=observer), cfg.storage, args)
 
 
 def _run_and_summarize(
@@ -293,6 +301,11 @@ def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
     if result.stop_reason in ("timeout", "epoch budget spent"):
         console.print(f"Stopped: {result.stop_reason}; continue with: {resume}")
     return EXIT_OK
+
+
+def _worker_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--workers", type=int, default=1, help="worker processes sharing the storage (default 1)")
+    command.add_argument("--devices", help="comma-separated devices given to workers round-robin, e.g. cuda:0,cuda:1")
 
 
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:

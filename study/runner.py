@@ -135,12 +135,16 @@ def resume_study(
     (``study.n_trials``, ``study.timeout``, ``train.device``...). ``worker_index`` tells workers
     of one study apart (each samples with its own seed)."""
     location = parse_storage_url(storage_url)
-    cfg = stored_config(load_existing_study(location, study_name)).with_overrides(
-        {**(overrides or {}), "storage": storage_url}
-    )
+    cfg = resumed_config(storage_url=storage_url, study_name=study_name, overrides=overrides)
     device = resolve_device(cfg.train.device)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
     return _run(cfg, location=location, device=device, splits=splits, observer=observer, worker_index=worker_index)
+
+
+def resumed_config(*, storage_url: str, study_name: str, overrides: Mapping[str, Any] | None = None) -> StudyConfig:
+    """The stored config of ``study_name`` with ``overrides`` of run-only keys, on ``storage_url``."""
+    study = load_existing_study(parse_storage_url(storage_url), study_name)
+    return stored_config(study).with_overrides({**(overrides or {}), "storage": storage_url})
 
 
 def create_if_missing(storage: optuna.storages.BaseStorage, cfg: StudyConfig) -> None:

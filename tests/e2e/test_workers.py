@@ -52,11 +52,19 @@ def check_exact_run(url, name, n_trials, result):
 
 
 def test_four_workers_on_one_sqlite_file(tmp_path):
+    """run --workers 4 meets its target exactly; resume --workers 2 goes on from the stored config."""
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
     result = run_cli("run", str(write_config(tmp_path, "w4", 12)), "--workers", "4", "--no-report",
                      cwd=tmp_path, timeout=400)
     check_exact_run(url, "w4", 12, result)
     assert "12 of 12 finished" in result.stdout
+
+    resumed = run_cli("resume", "--workers", "2", "--n-trials", "14", "--no-report", cwd=tmp_path, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "14 of 14 finished" in resumed.stdout
+    study = optuna.load_study(study_name="w4", storage=url)
+    assert sum(t.state in FINISHED for t in study.get_trials()) == 14
+    assert len(recorded_runs(study)) == 6, "the resume ran two more workers, from the stored config"
 
 
 @pytest.mark.postgres
