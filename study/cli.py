@@ -233,6 +233,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     }
     cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values, quick=args.quick,
                       repeats=args.repeats)
+    if not cfg.search_space.searched and cfg.study.n_trials > 1:
+        console.print(
+            "Note: the search space searches nothing (every param is fixed), so the trials differ only in "
+            "their seeds; give a param a range (e.g. lr: {low: 0.0001, high: 0.1, log: true}) or start "
+            "from a preset (preset: default)", highlight=False,
+        )
     if args.workers != 1 or args.devices:
         return _run_workers(console, cfg, args)
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)

@@ -83,6 +83,22 @@ def test_run_then_inspect_the_study(tmp_path):
     assert all(r["epochs_run"] >= 1 for r in records)
 
 
+def test_a_space_that_searches_nothing_is_pointed_out(tmp_path):
+    """A config file without `preset:` is its whole space: one that fixes every param trains the
+    same params again and again, which the run says before it starts."""
+    (tmp_path / "fixed.yaml").write_text(
+        "study: {name: fixed, n_trials: 2}\ntrain: {device: cpu}\ndata: {train_subset: 200, val_subset: 100}\n"
+        "search_space: {epochs: 1, n_layers: 1, hidden_units: 16}\n"
+    )
+    result = run_cli("run", "fixed.yaml", "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Note: the search space searches nothing (every param is fixed)" in result.stdout
+    searched = run_cli("run", "fixed.yaml", "--no-report", "--study-name", "searched",
+                       "--set", "search_space.lr={low: 0.001, high: 0.1, log: true}", cwd=tmp_path)
+    assert searched.returncode == 0, searched.stderr
+    assert "searches nothing" not in searched.stdout
+
+
 def test_spaces_lists_every_preset_with_ranges(tmp_path):
     from hpstudy.search_spaces.presets import PRESETS
 
