@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = _command(commands, "list", _cmd_list, "studies in a storage, with trial counts")
     _storage_flag(listing)
 
-    best = _command(commands, "best", _cmd_best, "the best trial of a study")
+    best = _command(commands, "best", _cmd_best, "the best trial of a study (exit 1 while it has no complete trial)")
     _study_flags(best)
     best.add_argument("--json", action="store_true", help="print JSON")
 
@@ -386,9 +386,11 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
     record = best_record(study)
     if args.json:
         print(json.dumps(record, indent=2))
-        return EXIT_OK
-    if record is None:
-        console.print(f"Study '{study.study_name}' has no complete trial yet")
+    if record is None:  # not a mistake, but no answer: a script must be able to tell (exit 1, like grep)
+        print(f"hpstudy: study '{study.study_name}' has no complete trial yet; `hpstudy list` shows its trials",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
         return EXIT_OK
     console.print(
         f"Best of '{record['study']}': trial {record['trial']}, value {record['value']:.6g}"

@@ -157,3 +157,23 @@ def test_ctrl_c_then_resume_reaches_the_target(tmp_path):
     assert {r["sampler"] for r in runs} == {"TPESampler"} and {r["pruner"] for r in runs} == {"MedianPruner"}
     assert runs[1]["sampler_seed"] != runs[0]["sampler_seed"]
     assert stored_config(final).study.pruner.name == "median"
+
+
+def test_best_without_a_complete_trial_exits_1(tmp_path, capsys):
+    """A study whose trials all failed or were pruned has no best: `best` says so on stderr and
+    exits 1, so a script piping `best --json` can tell it from an answer."""
+    from hpstudy.study.cli import main
+
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    made = optuna.create_study(study_name="none-done", storage=url)
+    made.tell(made.ask(), state=TrialState.PRUNED)
+    made.tell(made.ask(), state=TrialState.FAIL)
+    assert main(["best", "--storage", url]) == 1
+    captured = capsys.readouterr()
+    assert "study 'none-done' has no complete trial yet" in captured.err and captured.out == ""
+    assert main(["best", "--json", "--storage", url]) == 1
+    assert json.loads(capsys.readouterr().out) is None
+
+    made.tell(made.ask(), 0.25)
+    assert main(["best", "--json", "--storage", url]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == 0.25
