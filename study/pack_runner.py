@@ -29,6 +29,7 @@ from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.errors import UserError
+from hpstudy.study.interrupts import CleanupShield
 from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter
 from hpstudy.study.objective import (
     Attempt,
@@ -121,7 +122,8 @@ class PackedRun:
                 for member, result in self.trainer.round():
                     self._after_epoch(self._entry(member), result)
         except BaseException as exc:
-            self._abandon(exc)
+            with CleanupShield(what="queuing the packed trials again"):
+                self._abandon(exc)
             raise
         finally:
             heartbeats.stopped.set()

@@ -10,13 +10,10 @@ with the same params, so the next run retries it from its last checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,16 +46,13 @@ from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, Checkpoi
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits, load_splits
 from hpstudy.study.devices import describe_device, resolve_device
+from hpstudy.study.interrupts import CleanupShield, Terminated, sigterm_as_interrupt
 from hpstudy.study.models import build_model
 from hpstudy.study.objective import ModelFactory, Objective
 from hpstudy.study.optuna_parts import build_pruner, build_sampler
 from hpstudy.study.pack_runner import PackedRun
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an interrupt so Optuna ends the running trial like on Ctrl-C."""
 
 
 class RunObserver(Protocol):
@@ -252,11 +246,14 @@ def _optimize(
     except KeyboardInterrupt as exc:
         stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
-            _requeue_interrupted(study, backend, driver.current_trial)
+            with driver.shield:  # engaged already when the objective had the trial
+                _requeue_interrupted(study, backend, driver.current_trial)
     except Exception as exc:
         run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
         raise
     finally:
+        if isinstance(driver, _AdmitWithinTarget):
+            driver.shield.release()  # after an error in Optuna's handling of an interrupt, say
         if writer is not None:
             writer.close()
     trials_this_run = driver.calls
@@ -302,7 +299,7 @@ def _optimize_until_stopped(
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop]
     if observer is not None:
         callbacks.append(observer.trial_finished)
-    with _sigterm_as_interrupt(), warnings.catch_warnings():
+    with sigterm_as_interrupt(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -333,7 +330,7 @@ def _run_packed_until_stopped(study: optuna.Study, cfg: StudyConfig, packed: Pac
     """Run the pack to the target; as ``_optimize_until_stopped`` does, wait for trials running
     elsewhere that the target counts, and when one fails or is recovered, train its replacement."""
     deadline = _deadline(cfg)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         while True:
             reason = packed.run(deadline=deadline)
             if _run_is_over(study, cfg, reason):
@@ -371,34 +368,16 @@ def best_trial_of(study: optuna.Study) -> FrozenTrial | None:
 
 def _requeue_interrupted(study: optuna.Study, backend: Any, number: int | None) -> None:
     """Queue a retry of the trial this process was in when it was interrupted: trial ``number``,
-    which Optuna failed, when the objective had it; else the trial Optuna was starting (or ending),
-    which is still running: it is failed here first."""
+    which Optuna failed, when the objective had it; else the trial still running, which Optuna was
+    starting or ending (or failing, when a second interrupt cut that short): it is failed here first."""
     if number is not None:
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if trial.number == number:
-                RetryStaleTrial()(study, trial)
-                return
-        return
+        failed = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number == number), None)
+        if failed is not None:
+            RetryStaleTrial()(study, failed)
+            return
     started = started_but_unfinished(backend)
     if started is not None:
         fail_and_retry(study, started)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While optimizing, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _SurplusTrial(Exception):
@@ -418,12 +397,14 @@ class _AdmitWithinTarget:
         self.target = target
         self.calls = 0  # trials this process started
         self.current_trial: int | None = None  # the trial an interrupt now would stop, to queue again
+        self.shield = CleanupShield(what="queuing the interrupted trial again")
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.current_trial = trial.number  # first of all: Optuna fails the trial on any interrupt from here
         try:
             value = self._admit_then_train(trial)
         except KeyboardInterrupt:
+            self.shield.engage()  # Optuna fails the trial next; a second Ctrl-C must not cut that short
             raise
         except BaseException:
             self.current_trial = None

@@ -47,3 +47,9 @@ def test_packing_prints_rates_and_ratios_for_every_scenario():
         assert re.search(r"one at a time\s+\d+ trials/h", part)
         assert re.search(r"pack of 4\s+\d+ trials/h\s+\d+ epochs/h\s+x\d+\.\d+ trials/h", part)
         assert re.search(r"per repeat, packed / one at a time: trials/h x\d+\.\d+ \(median x\d+\.\d+\)", part)
+        bound = re.search(r"training (\d+\.\d+) s, at the arithmetic's speed (\d+\.\d+) s; outside training "
+                          r"\d+\.\d+ s: no pack can run this study more than x(\d+\.\d+) faster", part)
+        assert bound, part
+        trained, floor, most = map(float, bound.groups())
+        assert 0 < floor < trained and most > 1.0  # full-batch epochs are cheaper than the trials' own
+        assert re.search(r"the most any packing could gain, per repeat: x\d+\.\d+ \(median x\d+\.\d+\)", part)
