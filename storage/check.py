@@ -15,13 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpstudy.storage.engine import Heartbeat, open_storage
-from hpstudy.storage.recovery import (
-    RetryStaleTrial,
-    dead_local_trials,
-    fail_and_retry,
-    stale_trials,
-    unclaimed_trials,
-)
+from hpstudy.storage.recovery import RetryStaleTrial, abandoned_trials, fail_and_retry
 from hpstudy.storage.stored_config import has_stored_config, stored_config, study_uid
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
 from hpstudy.study import trial_attrs
@@ -104,10 +98,7 @@ def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHea
     )
     health = StudyHealth(name=name)
     grace = cfg.study.grace_period if cfg is not None else 3600
-    stuck = {
-        t.number: t
-        for t in [*dead_local_trials(study), *stale_trials(study), *unclaimed_trials(study, grace_seconds=grace)]
-    }
+    stuck = abandoned_trials(study, grace_seconds=grace)
     health.stuck = sorted(stuck)
     health.running = sorted(
         t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in stuck

@@ -165,15 +165,20 @@ def unclaimed_trials(study: optuna.Study, *, grace_seconds: float) -> list[Froze
     ]
 
 
-def recover_abandoned_trials(study: optuna.Study, *, grace_seconds: float) -> list[int]:
-    """Fail and re-queue every trial whose worker is gone (dead here, silent past the grace period,
-    or never claimed); returns the numbers of the trials recovered by this call."""
-    recovered = []
-    candidates = {
+def abandoned_trials(study: optuna.Study, *, grace_seconds: float) -> dict[int, FrozenTrial]:
+    """RUNNING trials whose worker is gone (dead here, silent past the grace period, or never
+    claimed), by number."""
+    return {
         t.number: t
         for t in [*dead_local_trials(study), *stale_trials(study), *unclaimed_trials(study, grace_seconds=grace_seconds)]
     }
-    for number, trial in sorted(candidates.items()):
+
+
+def recover_abandoned_trials(study: optuna.Study, *, grace_seconds: float) -> list[int]:
+    """Fail and re-queue every trial whose worker is gone (``abandoned_trials``); returns the
+    numbers of the trials recovered by this call."""
+    recovered = []
+    for number, trial in sorted(abandoned_trials(study, grace_seconds=grace_seconds).items()):
         if fail_and_retry(study, trial):
             recovered.append(number)
     return recovered

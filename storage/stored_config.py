@@ -75,7 +75,7 @@ def check_same_config(study: optuna.Study, cfg: StudyConfig) -> None:
         raise UserError(
             f"study '{study.study_name}' exists with a different config ({difference}); "
             f"continue it as stored with `hpstudy resume --study-name {study.study_name}`, "
-            "or choose a new --study-name"
+            f"choose a new --study-name, or start over after `hpstudy delete --study-name {study.study_name}`"
         )
 
 

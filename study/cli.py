@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_flag(check)
     check.add_argument("--fix", action="store_true", help="fail and re-queue stuck trials, delete orphaned checkpoints")
 
+    delete = _command(commands, "delete", _cmd_delete, "delete a study and its checkpoints (asks first)")
+    delete.add_argument("--study-name", required=True, help="the study to delete")
+    _storage_flag(delete)
+    delete.add_argument("--yes", action="store_true", help="do not ask (needed when no one is there to answer)")
+
     listing = _command(commands, "list", _cmd_list, "studies in a storage, with trial counts")
     _storage_flag(listing)
 
@@ -349,6 +354,24 @@ def _cmd_enqueue(args: argparse.Namespace, console: Console) -> int:
             f"hpstudy resume --study-name {name} --storage {location.display()} --n-trials {queued.finished + queued.waiting}",
             markup=False, soft_wrap=True,  # the command stays on one line, to copy
         )
+    return EXIT_OK
+
+
+def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.storage.deletion import delete_study, plan_deletion
+    from hpstudy.storage.urls import parse_storage_url
+
+    location = parse_storage_url(args.storage)
+    plan = plan_deletion(location, args.study_name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"delete {plan.describe()}: nothing can be undone and no one is here to confirm; add --yes")
+        answer = input(f"Delete {plan.describe()}? This cannot be undone. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("Nothing deleted")
+            return EXIT_FAILURE
+    delete_study(location, plan)
+    console.print(f"Deleted {plan.describe()}", markup=False, soft_wrap=True)
     return EXIT_OK
 
 

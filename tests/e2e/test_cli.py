@@ -109,10 +109,18 @@ def test_spaces_lists_every_preset_with_ranges(tmp_path):
     assert "0.0001 .. 0.1 (log)" in result.stdout
 
 
-def test_every_command_has_help(tmp_path):
-    for command in ("run", "resume", "list", "best", "export", "spaces"):
-        result = run_cli(command, "--help", cwd=tmp_path)
-        assert result.returncode == 0 and "usage: hpstudy" in result.stdout
+def test_every_command_has_help(tmp_path, capsys):
+    import argparse
+
+    from hpstudy.study.cli import build_parser, main
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {"run", "resume", "worker", "enqueue", "check", "delete", "list", "best", "export", "report"} <= set(commands.choices)
+    for command in commands.choices:
+        assert main([command, "--help"]) == 0
+        assert f"usage: hpstudy {command}" in capsys.readouterr().out
+    result = run_cli("run", "--help", cwd=tmp_path)  # and from a real process
+    assert result.returncode == 0 and "usage: hpstudy run" in result.stdout
 
 
 def wait_for(predicate, timeout=120.0):
