@@ -105,3 +105,12 @@ def test_delete_needs_an_existing_study_and_an_explicit_name(two_studies, capsys
     assert "no study 'gon'" in capsys.readouterr().err
     assert main(["delete", "--storage", url, "--yes"]) == 2  # never "the only study" by default
     assert names(url) == ["gone", "keep"]
+
+
+def test_delete_on_postgresql(postgres_url, quick_config, tmp_path):
+    cfg = quick_config(storage=postgres_url, study__n_trials=2, train__checkpoint_dir=str(tmp_path / "ckpt"))
+    run_study(cfg)
+    folder = tmp_path / "ckpt"
+    assert any(folder.iterdir())
+    assert main(["delete", "--study-name", "quick", "--storage", postgres_url, "--yes"]) == 0
+    assert names(postgres_url) == [] and not any(folder.iterdir())
