@@ -426,6 +426,7 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.reports.tables import export_format, export_text, trials_frame, write_export
+    from hpstudy.study.console import counted
 
     if args.output is not None and args.output.is_dir():
         example = args.output / f"trials.{args.format or 'csv'}"
@@ -438,7 +439,7 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
         sys.stdout.write(export_text(frame, fmt))
     else:
         write_export(frame, fmt, args.output)
-        console.print(f"Wrote {len(frame)} trials to {args.output}")
+        console.print(f"Wrote {counted(len(frame), 'trial')} to {args.output}")
     return EXIT_OK
 
 

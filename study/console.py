@@ -98,6 +98,11 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 trial", "3 trials"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def print_run_summary(console: Console, result: RunResult, study: optuna.Study) -> None:
     """The end of a run: top trials, counts, wall time and where everything is stored."""
     trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
@@ -107,7 +112,7 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         console.print(trials_table(top, title=f"Top {len(top)} of {len(trials)} complete trials"))
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(result.counts.items()))
     console.print(
-        f"{result.trials_this_run} trials this run in {result.wall_seconds:.1f} s; "
+        f"{counted(result.trials_this_run, 'trial')} this run in {result.wall_seconds:.1f} s; "
         f"study has {counts or 'no trials'} ({result.finished} of {result.target} finished)"
     )
     if result.best_trial is not None:

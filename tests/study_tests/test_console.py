@@ -36,3 +36,9 @@ def test_the_studies_table_counts_every_state_queued_included():
     header, cells = [line for line in console.export_text().splitlines() if "│" in line or "┃" in line][:2]
     assert [c.strip() for c in header.strip("┃").split("┃")][2:7] == ["complete", "pruned", "failed", "running", "queued"]
     assert [c.strip() for c in cells.strip("│").split("│")] == ["s", "minimize", "4", "3", "2", "1", "5", "0.25", "3"]
+
+
+def test_counts_read_as_english():
+    from hpstudy.study.console import counted
+
+    assert [counted(n, "trial") for n in (0, 1, 2)] == ["0 trials", "1 trial", "2 trials"]
