@@ -36,7 +36,7 @@ class ProgressView:
         todo = max(target - finished, 0)
         self.console.print(
             f"Study [bold]{study.study_name}[/]: {finished} of {target} trials finished; "
-            f"{'running ' + str(todo) + ' more' if todo else 'nothing left to run'} on {device}"
+            f"{'running ' + str(todo) + ' more on ' + device if todo else 'nothing left to run'}"
         )
         if todo and self.console.is_terminal:
             self._progress = Progress(
@@ -124,6 +124,12 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         numbers = ", ".join(f"#{n}" for n in result.recovered)
         console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): retried from their checkpoints")
     console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
+    if result.trials_this_run == 0 and result.finished >= result.target:
+        console.print(
+            f"The study had reached its target; to run more, raise it: hpstudy resume --study-name "
+            f"{result.study_name} --storage {result.storage} --n-trials {result.finished + result.target}",
+            markup=False, soft_wrap=True,  # one line, to copy
+        )
     if result.best_model is not None:
         console.print(f"Best model weights: {result.best_model}", highlight=False)
 

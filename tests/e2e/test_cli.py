@@ -54,6 +54,11 @@ def test_run_then_inspect_the_study(tmp_path):
     out = result.stdout
     assert "Top " in out and "Best: trial" in out
     assert f"Stored in sqlite:///{tmp_path / 'hpstudy.db'} as study 'cli'" in out
+    assert "reached its target" not in out
+    again = run_cli("run", "quick.yaml", "--no-report", cwd=tmp_path).stdout
+    assert "0 trials this run" in again
+    assert (f"The study had reached its target; to run more, raise it: hpstudy resume --study-name cli "
+            f"--storage sqlite:///{tmp_path / 'hpstudy.db'} --n-trials 8") in again
     # the run folded SQLite's write-ahead log into the file as it closed its connections, so the
     # .db file alone, copied elsewhere (mailed, backed up), holds every trial
     (tmp_path / "copy").mkdir()
