@@ -111,9 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set search_space.lr.high=0.5 (repeatable)",
     )
+    run.add_argument("--print-config", action="store_true",
+                     help="print the whole config, defaults included, as YAML that `hpstudy run FILE` takes; run nothing")
 
     resume = _command(commands, "resume", _cmd_resume, "continue a study from its stored config")
     _study_flags(resume)
+    resume.add_argument("--print-config", action="store_true",
+                        help="print the study's stored config (with the given limits) as YAML; run nothing")
     _run_limits(resume)
     _report_flags(resume)
     _worker_flags(resume)
@@ -238,6 +242,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     }
     cfg = load_config(args.config, preset=args.preset, overrides=args.set, values=values, quick=args.quick,
                       repeats=args.repeats)
+    if args.print_config:
+        return _print_config(cfg)
     if not cfg.search_space.searched and cfg.study.n_trials > 1:
         console.print(
             "Note: the search space searches nothing (every param is fixed), so the trials differ only in "
@@ -249,10 +255,21 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)
 
 
+def _print_config(cfg: Any) -> int:
+    """Print ``cfg`` as a YAML config file: ``load_config`` of it gives ``cfg`` back."""
+    import yaml
+
+    print("# hpstudy config, every default written out; run it with: hpstudy run FILE")
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=100), end="")
+    return EXIT_OK
+
+
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.runner import resume_study, resumed_config
 
     name = _study_name(args)
+    if args.print_config:
+        return _print_config(resumed_config(storage_url=args.storage, study_name=name, overrides=_limit_values(args)))
     if args.workers != 1 or args.devices:
         return _run_workers(console, resumed_config(storage_url=args.storage, study_name=name,
                                                     overrides=_limit_values(args)), args)

@@ -190,3 +190,38 @@ def test_best_without_a_complete_trial_exits_1(tmp_path, capsys):
     made.tell(made.ask(), 0.25)
     assert main(["best", "--json", "--storage", url]) == 0
     assert json.loads(capsys.readouterr().out)["value"] == 0.25
+
+
+@pytest.mark.parametrize("args", [[], ["--preset", "lr-sweep", "--quick"], ["--preset", "cnn", "--set", "train.pack=1"],
+                                  ["--preset", "batch-size-sweep", "--repeats", "2", "--n-trials", "5"]])
+def test_print_config_writes_a_file_that_runs_as_the_same_config(tmp_path, monkeypatch, capsys, args):
+    """`run --print-config` prints YAML that `run FILE` loads back to the very same config (a way to
+    start one's own file from a preset), and runs nothing: no database, no report."""
+    from hpstudy.study.cli import main
+    from hpstudy.study.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *args, "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# hpstudy config")
+    (tmp_path / "mine.yaml").write_text(printed)
+    preset = args[args.index("--preset") + 1] if "--preset" in args else None
+    values = {"study.n_trials": 5} if "--n-trials" in args else None
+    expected = load_config(preset=preset, quick="--quick" in args, overrides=[a for a in args if "=" in a],
+                           repeats=2 if "--repeats" in args else None, values=values)
+    assert load_config(tmp_path / "mine.yaml") == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]
+
+
+def test_resume_print_config_shows_the_stored_config_with_new_limits(tmp_path, capsys):
+    from hpstudy.study.cli import main
+    from hpstudy.study.config import load_config
+
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    assert main(["run", "--quick", "--storage", url, "--no-report", "--set", "search_space.dropout=0.1"]) == 0
+    capsys.readouterr()
+    assert main(["resume", "--storage", url, "--n-trials", "9", "--print-config"]) == 0
+    (tmp_path / "stored.yaml").write_text(capsys.readouterr().out)
+    cfg = load_config(tmp_path / "stored.yaml")
+    assert cfg.study.n_trials == 9 and cfg.search_space.to_dict()["dropout"] == 0.1
+    assert len(optuna.load_study(study_name="digits-mlp", storage=url).trials) == 4  # nothing ran
