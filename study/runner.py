@@ -238,24 +238,27 @@ def _optimize(
             ),
             target,
         )
-    try:
-        if isinstance(driver, PackedRun):
-            stop_reason = _run_packed_until_stopped(study, cfg, driver)
-        else:
-            stop_reason = _optimize_until_stopped(study, cfg, driver, observer)
-    except KeyboardInterrupt as exc:
-        stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
-            with driver.shield:  # engaged already when the objective had the trial
-                _requeue_interrupted(study, backend, driver.current_trial)
-    except Exception as exc:
-        run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
-        raise
-    finally:
-        if isinstance(driver, _AdmitWithinTarget):
-            driver.shield.release()  # after an error in Optuna's handling of an interrupt, say
-        if writer is not None:
-            writer.close()
+    # SIGTERM is an interrupt from here to the end of the cleanup; the cleanup shield, engaged
+    # within, puts back this handler, so the two nest.
+    with sigterm_as_interrupt():
+        try:
+            if isinstance(driver, PackedRun):
+                stop_reason = _run_packed_until_stopped(study, cfg, driver)
+            else:
+                stop_reason = _optimize_until_stopped(study, cfg, driver, observer)
+        except KeyboardInterrupt as exc:
+            stop_reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            if isinstance(driver, _AdmitWithinTarget):  # a pack has queued its trials again already
+                with driver.shield:  # engaged already when the objective had the trial
+                    _requeue_interrupted(study, backend, driver.current_trial)
+        except Exception as exc:
+            run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
+            raise
+        finally:
+            if isinstance(driver, _AdmitWithinTarget):
+                driver.shield.release()  # after an error in Optuna's handling of an interrupt, say
+            if writer is not None:
+                writer.close()
     trials_this_run = driver.calls
     run_record.finish(study, stop_reason=stop_reason, trials=trials_this_run)
     return RunResult(
@@ -299,7 +302,7 @@ def _optimize_until_stopped(
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = [stop]
     if observer is not None:
         callbacks.append(observer.trial_finished)
-    with sigterm_as_interrupt(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -330,11 +333,10 @@ def _run_packed_until_stopped(study: optuna.Study, cfg: StudyConfig, packed: Pac
     """Run the pack to the target; as ``_optimize_until_stopped`` does, wait for trials running
     elsewhere that the target counts, and when one fails or is recovered, train its replacement."""
     deadline = _deadline(cfg)
-    with sigterm_as_interrupt():
-        while True:
-            reason = packed.run(deadline=deadline)
-            if _run_is_over(study, cfg, reason):
-                return reason
+    while True:
+        reason = packed.run(deadline=deadline)
+        if _run_is_over(study, cfg, reason):
+            return reason
 
 
 def _deadline(cfg: StudyConfig) -> float | None:

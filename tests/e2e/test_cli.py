@@ -47,7 +47,10 @@ def states(url, name):
     return [t.state for t in study.get_trials()]
 
 
-def test_run_then_inspect_the_study(tmp_path):
+def test_run_then_inspect_the_study(tmp_path, monkeypatch, capsys):
+    """A real `run` process, then the commands that look at its study (in process, for speed)."""
+    from hpstudy.study.cli import main
+
     (tmp_path / "quick.yaml").write_text(QUICK_YAML)
     result = run_cli("run", "quick.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -55,10 +58,6 @@ def test_run_then_inspect_the_study(tmp_path):
     assert "Top " in out and "Best: trial" in out
     assert f"Stored in sqlite:///{tmp_path / 'hpstudy.db'} as study 'cli'" in out
     assert "reached its target" not in out
-    again = run_cli("run", "quick.yaml", "--no-report", cwd=tmp_path).stdout
-    assert "0 trials this run" in again
-    assert (f"The study had reached its target; to run more, raise it: hpstudy resume --study-name cli "
-            f"--storage sqlite:///{tmp_path / 'hpstudy.db'} --n-trials 8") in again
     # the run folded SQLite's write-ahead log into the file as it closed its connections, so the
     # .db file alone, copied elsewhere (mailed, backed up), holds every trial
     (tmp_path / "copy").mkdir()
@@ -67,51 +66,63 @@ def test_run_then_inspect_the_study(tmp_path):
     assert len(states(f"sqlite:///{copied}", "cli")) == 4
     assert states(f"sqlite:///{tmp_path / 'hpstudy.db'}", "cli").count(TrialState.RUNNING) == 0
 
-    listing = run_cli("list", cwd=tmp_path)
-    assert listing.returncode == 0 and "cli" in listing.stdout and "minimize" in listing.stdout
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "cli" in listing and "minimize" in listing
 
-    best = run_cli("best", "--json", cwd=tmp_path)
-    record = json.loads(best.stdout)
+    assert main(["best", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
     study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
     assert record["trial"] == study.best_trial.number and record["value"] == study.best_value
     assert record["params"] == study.best_trial.params
 
-    exported = run_cli("export", "--format", "csv", cwd=tmp_path)
-    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert main(["export", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 4
     assert {"number", "state", "value", "duration_s", "epochs_run", "params_lr"} <= set(rows[0])
 
     out_file = tmp_path / "trials.json"
-    assert run_cli("export", "-o", str(out_file), cwd=tmp_path).returncode == 0  # JSON, as the name says
+    assert main(["export", "-o", str(out_file)]) == 0  # JSON, as the name says
     records = json.loads(out_file.read_text())
     assert [r["number"] for r in records] == [0, 1, 2, 3]
     assert all(r["epochs_run"] >= 1 for r in records)
 
+    capsys.readouterr()
+    assert main(["run", "quick.yaml", "--no-report"]) == 0
+    again = capsys.readouterr().out
+    assert "0 trials this run" in again
+    assert (f"The study had reached its target; to run more, raise it: hpstudy resume --study-name cli "
+            f"--storage sqlite:///{tmp_path / 'hpstudy.db'} --n-trials 8") in again
 
-def test_a_space_that_searches_nothing_is_pointed_out(tmp_path):
+
+def test_a_space_that_searches_nothing_is_pointed_out(tmp_path, monkeypatch, capsys):
     """A config file without `preset:` is its whole space: one that fixes every param trains the
     same params again and again, which the run says before it starts."""
+    from hpstudy.study.cli import main
+
     (tmp_path / "fixed.yaml").write_text(
         "study: {name: fixed, n_trials: 2}\ntrain: {device: cpu}\ndata: {train_subset: 200, val_subset: 100}\n"
         "search_space: {epochs: 1, n_layers: 1, hidden_units: 16}\n"
     )
-    result = run_cli("run", "fixed.yaml", "--no-report", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "Note: the search space searches nothing (every param is fixed)" in result.stdout
-    searched = run_cli("run", "fixed.yaml", "--no-report", "--study-name", "searched",
-                       "--set", "search_space.lr={low: 0.001, high: 0.1, log: true}", cwd=tmp_path)
-    assert searched.returncode == 0, searched.stderr
-    assert "searches nothing" not in searched.stdout
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "fixed.yaml", "--no-report"]) == 0
+    assert "Note: the search space searches nothing (every param is fixed)" in capsys.readouterr().out
+    assert main(["run", "fixed.yaml", "--no-report", "--study-name", "searched",
+                 "--set", "search_space.lr={low: 0.001, high: 0.1, log: true}"]) == 0
+    assert "searches nothing" not in capsys.readouterr().out
 
 
-def test_spaces_lists_every_preset_with_ranges(tmp_path):
+def test_spaces_lists_every_preset_with_ranges(capsys):
     from hpstudy.search_spaces.presets import PRESETS
+    from hpstudy.study.cli import main
 
-    result = run_cli("spaces", cwd=tmp_path)
-    assert result.returncode == 0
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
     for name in PRESETS:
-        assert f"{name}:" in result.stdout
-    assert "0.0001 .. 0.1 (log)" in result.stdout
+        assert f"{name}:" in out
+    assert "0.0001 .. 0.1 (log)" in out
 
 
 def test_every_command_has_help(tmp_path, capsys):

@@ -17,7 +17,6 @@ from hpstudy.storage.urls import parse_storage_url
 from hpstudy.study.cli import main
 from hpstudy.study.errors import UserError
 from hpstudy.study.runner import run_study
-from tests.conftest import run_cli
 from tests.helpers import checkpoint_store
 
 
@@ -51,12 +50,13 @@ def test_delete_removes_the_study_and_its_checkpoints_only(two_studies, capsys):
     assert names(url) == ["gone", "keep"] and len(optuna.load_study(study_name="gone", storage=url).trials) == 1
 
 
-def test_without_yes_and_no_one_to_ask_nothing_is_deleted(two_studies, tmp_path):
+def test_without_yes_and_no_one_to_ask_nothing_is_deleted(two_studies, tmp_path, capsys):
     url, _, gone_store, _ = two_studies
     before = hashlib.sha256((tmp_path / "study.db").read_bytes()).hexdigest()
-    result = run_cli("delete", "--study-name", "gone", "--storage", url, cwd=tmp_path)  # stdin is not a terminal
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "nothing can be undone and no one is here to confirm; add --yes" in result.stderr
+    assert not sys.stdin.isatty()  # pytest's stdin, as in CI
+    assert main(["delete", "--study-name", "gone", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing can be undone and no one is here to confirm; add --yes" in err
     assert hashlib.sha256((tmp_path / "study.db").read_bytes()).hexdigest() == before
     assert names(url) == ["gone", "keep"] and gone_store.folder.is_dir()
 
@@ -64,7 +64,7 @@ def test_without_yes_and_no_one_to_ask_nothing_is_deleted(two_studies, tmp_path)
 def test_the_prompt_deletes_only_on_yes(two_studies, tmp_path):
     """A real terminal answers the prompt (a pseudo-terminal as stdin)."""
     url, _, gone_store, _ = two_studies
-    for answer, code, left in (("n\n", 1, ["gone", "keep"]), ("\n", 1, ["gone", "keep"]), ("y\n", 0, ["keep"])):
+    for answer, code, left in (("\n", 1, ["gone", "keep"]), ("y\n", 0, ["keep"])):  # no is the default
         primary, secondary = os.openpty()
         process = subprocess.Popen(
             [sys.executable, "-m", "hpstudy.study.cli", "delete", "--study-name", "gone", "--storage", url],

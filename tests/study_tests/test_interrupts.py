@@ -17,8 +17,8 @@ from hpstudy.study.models import build_model
 from hpstudy.study.runner import run_study
 
 
-def ctrl_c() -> None:
-    os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt at its next instruction
+def ctrl_c(signum: int = signal.SIGINT) -> None:
+    os.kill(os.getpid(), signum)  # Python runs the handler at its next instruction
 
 
 def test_the_shield_lets_one_more_ctrl_c_pass_and_stops_at_the_next(capsys):
@@ -46,27 +46,38 @@ class SecondCtrlC:
     """Once armed, sends the second Ctrl-C just before the first SQL statement that starts with
     ``statement``: inside whatever the run does after the first one."""
 
-    def __init__(self, statement: str) -> None:
-        self.statement, self.armed, self.sent = statement, False, False
+    def __init__(self, statement: str, signum: int = signal.SIGINT) -> None:
+        self.statement, self.signum, self.armed, self.sent = statement, signum, False, False
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
         if self.armed and not self.sent and statement.lstrip().upper().startswith(self.statement):
             self.sent = True
-            ctrl_c()
+            ctrl_c(self.signum)
 
     def first(self) -> None:
         self.armed = True
-        ctrl_c()
+        ctrl_c(self.signum)
 
 
-@pytest.mark.parametrize(("pack", "statement"), [
-    (1, "UPDATE TRIALS"),  # while Optuna fails the interrupted trial: it stays running
-    (1, "INSERT INTO TRIALS "),  # while the run queues its retry
-    (3, "INSERT INTO TRIALS "),  # while a pack queues its trials again
+class SigtermBeforeTheRun(Exception):
+    """Raised by the SIGTERM handler this test had in place before the run."""
+
+
+def sigterm_before_the_run(signum, frame):
+    raise SigtermBeforeTheRun("a SIGTERM reached the handler from before the run: the cleanup was not shielded")
+
+
+@pytest.mark.parametrize(("pack", "statement", "signum"), [
+    (1, "UPDATE TRIALS", signal.SIGINT),  # while Optuna fails the interrupted trial: it stays running
+    (1, "INSERT INTO TRIALS ", signal.SIGINT),  # while the run queues its retry
+    (3, "INSERT INTO TRIALS ", signal.SIGINT),  # while a pack queues its trials again
+    (1, "INSERT INTO TRIALS ", signal.SIGTERM),  # SIGTERM twice
+    (3, "INSERT INTO TRIALS ", signal.SIGTERM),
 ])
-def test_a_second_ctrl_c_during_the_cleanup_still_queues_the_trial_again(quick_config, capsys, pack, statement):
+def test_a_second_ctrl_c_during_the_cleanup_still_queues_the_trial_again(quick_config, capsys, pack, statement, signum):
     cfg = quick_config(study__n_trials=6, train__pack=pack, search_space__epochs={"low": 3, "high": 5})
-    second = SecondCtrlC(statement)
+    second = SecondCtrlC(statement, signum)
+    before = signal.signal(signal.SIGTERM, sigterm_before_the_run)  # not the default, which would end pytest
     built = []
 
     def model_factory(*args, **kwargs):  # Ctrl-C while the second trial builds its model
@@ -85,11 +96,15 @@ def test_a_second_ctrl_c_during_the_cleanup_still_queues_the_trial_again(quick_c
     event.listen(Engine, "before_cursor_execute", second)
     try:
         result = run_study(cfg, model_factory=model_factory, observer=CtrlCAfterTheFirstTrial() if pack > 1 else None)
+        # the run leaves the handlers as it found them
+        assert signal.getsignal(signal.SIGTERM) is sigterm_before_the_run
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     except KeyboardInterrupt:
         pytest.fail("the second Ctrl-C cut the cleanup short")
     finally:
         event.remove(Engine, "before_cursor_execute", second)
-    assert second.sent and result.stop_reason == "interrupted"
+        signal.signal(signal.SIGTERM, before)
+    assert second.sent and result.stop_reason == ("terminated" if signum == signal.SIGTERM else "interrupted")
     assert "again; a moment (press Ctrl-C again to stop at once)" in capsys.readouterr().err
 
     trials = optuna.load_study(study_name=cfg.study.name, storage=cfg.storage).get_trials()
