@@ -3,8 +3,9 @@ follows (failing the running trials and queuing them again) is not cut short by 
 
 People press Ctrl-C twice. Without a shield, the second press lands in the cleanup and leaves a
 trial failed but not queued again, so its params are never retried. While a ``CleanupShield`` is
-engaged, a second Ctrl-C or SIGTERM only says that the cleanup is finishing; a third stops at once
-(recovery then finds the trials still RUNNING at the next run).
+engaged, a second Ctrl-C or SIGTERM only says that the cleanup is finishing; a third stops at once,
+as asked (the next run recovers trials left RUNNING; one already failed but not yet queued again
+stays failed, its finished siblings untouched).
 """
 
 from __future__ import annotations

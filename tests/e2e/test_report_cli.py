@@ -45,15 +45,16 @@ def test_run_on_the_default_preset_ends_with_a_report_that_renders_offline(tmp_p
     print(f"screenshot: {seen.screenshot}")
 
 
-def test_run_with_no_report_writes_none_and_resume_writes_one(tmp_path):
+def test_run_with_no_report_writes_none_and_resume_writes_one(tmp_path, monkeypatch, capsys):
+    from hpstudy.study.cli import main
+
     yaml = "study: {name: q, n_trials: 1}\ndata: {train_subset: 200, val_subset: 100}\ntrain: {device: cpu}\nsearch_space: {epochs: 1}\n"
     (tmp_path / "q.yaml").write_text(yaml)
-    result = run_cli("run", "q.yaml", "--no-report", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "Report:" not in result.stdout and not list(tmp_path.glob("*.html"))
-    resumed = run_cli("resume", "--study-name", "q", "--n-trials", "2", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.strip().splitlines()[-1] == "Report: hpstudy-report-q.html"
+    monkeypatch.chdir(tmp_path)  # in process; the test above runs a real `hpstudy run` process
+    assert main(["run", "q.yaml", "--no-report"]) == 0
+    assert "Report:" not in capsys.readouterr().out and not list(tmp_path.glob("*.html"))
+    assert main(["resume", "--study-name", "q", "--n-trials", "2"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "Report: hpstudy-report-q.html"
     page = read_page((tmp_path / "hpstudy-report-q.html").read_text())
     assert "trials 2: 2 complete" in page.visible_text()
 

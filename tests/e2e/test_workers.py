@@ -108,12 +108,17 @@ def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path):
     assert states[TrialState.WAITING] == 0 and states[TrialState.RUNNING] == 0
 
 
-def test_enqueue_refuses_params_outside_the_space(tmp_path):
+def test_enqueue_refuses_params_outside_the_space(tmp_path, monkeypatch, capsys):
+    from hpstudy.study.cli import main
+
     config = write_config(tmp_path, "q", 2)
-    assert run_cli("run", str(config), "--n-trials", "1", "--no-report", cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)  # in process: each case is one line on stderr and exit 2, nothing queued
+    assert main(["run", str(config), "--n-trials", "1", "--no-report"]) == 0
     for params, message in [('{"lr": 5.0}', "outside the study's space"), ('{"lrr": 0.01}', "did you mean 'lr'"),
                             ('{"n_layers": 2}', "fixed at 1"), ("[1, 2]", "JSON object"), ("{", "not valid YAML")]:
-        result = run_cli("enqueue", "--study-name", "q", "--params", params, cwd=tmp_path)
-        assert result.returncode == 2 and message in result.stderr, (params, result.stderr)
+        capsys.readouterr()
+        assert main(["enqueue", "--study-name", "q", "--params", params]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (params, err)
     study = optuna.load_study(study_name="q", storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
     assert not study.get_trials(states=(TrialState.WAITING,))
