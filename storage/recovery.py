@@ -33,7 +33,8 @@ WORKER_ATTR = trial_attrs.WORKER
 #: User attrs that describe one attempt, not the trial's params: a retry does not inherit them.
 ATTEMPT_ATTRS = frozenset({
     trial_attrs.WORKER, trial_attrs.CURVE, trial_attrs.END_REASON, trial_attrs.EPOCHS_RUN,
-    trial_attrs.BEST_EPOCH, trial_attrs.VAL_ACCURACY, trial_attrs.RESUMED_FROM,
+    trial_attrs.BEST_EPOCH, trial_attrs.VAL_ACCURACY, trial_attrs.RESUMED_FROM, trial_attrs.DEVICE,
+    trial_attrs.TIMING,
 })
 
 

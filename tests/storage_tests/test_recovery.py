@@ -59,6 +59,7 @@ def running_trial(study, worker):
     trial.suggest_float("x", 0, 1)
     trial.set_user_attr(trial_attrs.TRIAL_SEED, 7)
     trial.set_user_attr(WORKER_ATTR, worker)
+    trial.set_user_attr(trial_attrs.DEVICE, "cuda:1")  # where this attempt ran, not where its retry will
     return trial
 
 
@@ -78,7 +79,7 @@ def test_trials_of_dead_local_workers_are_failed_and_requeued(tmp_path):
     assert retry.params == trials[dead.number].params
     assert retry.system_attrs["failed_trial"] == dead.number
     assert trial_attrs.lineage(retry) == dead.number
-    assert retry.user_attrs == {trial_attrs.TRIAL_SEED: 7}, "the dead attempt's worker is not inherited"
+    assert retry.user_attrs == {trial_attrs.TRIAL_SEED: 7}, "the dead attempt's worker and device are not inherited"
     assert recover_abandoned_trials(study, grace_seconds=2) == [], "nothing twice"
 
 
