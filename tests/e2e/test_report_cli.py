@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.synthetic import add_synthetic_study
+from hpstudy.study.cli import main
 from tests.conftest import run_cli
 from tests.reports_tests.browser import launch_chromium, visit
 from tests.reports_tests.page import read_page
@@ -69,18 +70,18 @@ def test_report_compares_two_studies(two_studies):
     assert {"Best Value of tpe", "Best Value of random"} <= {t.get("name") for t in history["data"]}
 
 
-def test_report_all_to_a_chosen_path(two_studies):
-    result = run_cli("report", "--all", "-o", "all.html", cwd=two_studies)
-    assert result.returncode == 0, result.stderr
+def test_report_all_to_a_chosen_path(two_studies, monkeypatch):
+    monkeypatch.chdir(two_studies)  # in process, as the tests below: the test above runs a real `report`
+    assert main(["report", "--all", "-o", "all.html"]) == 0
     titles = [f["layout"]["title"]["text"] for f in read_page((two_studies / "all.html").read_text()).figures()]
     assert "Parameter importances: random" in titles and "Parameter importances: tpe" in titles
 
 
-def test_report_into_a_directory_takes_the_default_name(two_studies):
+def test_report_into_a_directory_takes_the_default_name(two_studies, monkeypatch, capsys):
     (two_studies / "reports").mkdir()
-    result = run_cli("report", "--study-name", "tpe", "-o", "reports", cwd=two_studies)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "Report: reports/hpstudy-report-tpe.html"
+    monkeypatch.chdir(two_studies)
+    assert main(["report", "--study-name", "tpe", "-o", "reports"]) == 0
+    assert capsys.readouterr().out.strip() == "Report: reports/hpstudy-report-tpe.html"
     assert "hpstudy report: tpe" in read_page((two_studies / "reports" / "hpstudy-report-tpe.html").read_text()).visible_text()
     assert [p.name for p in (two_studies / "reports").iterdir()] == ["hpstudy-report-tpe.html"]
 
@@ -94,15 +95,17 @@ def test_report_into_a_directory_takes_the_default_name(two_studies):
         (["--study-name", "tpe", "-o", "no/such/dir/r.html"], r"directory 'no/such/dir' does not exist"),
     ],
 )
-def test_report_mistakes_are_one_line_and_exit_2(two_studies, args, message):
-    result = run_cli("report", *args, cwd=two_studies)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.search(message, lines[0]), result.stderr
+def test_report_mistakes_are_one_line_and_exit_2(two_studies, args, message, monkeypatch, capsys):
+    monkeypatch.chdir(two_studies)
+    assert main(["report", *args]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), err
     assert not (two_studies / "missing.db").exists(), "a lookup never creates a database"
 
 
-def test_report_of_a_file_that_is_no_database_is_exit_2(tmp_path):
+def test_report_of_a_file_that_is_no_database_is_exit_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "notes.db").write_text("not a database")
-    result = run_cli("report", "--storage", "sqlite:///notes.db", cwd=tmp_path)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", "sqlite:///notes.db"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -81,14 +81,18 @@ def test_four_workers_on_postgres_and_no_password_is_shown(tmp_path, postgres_ur
             assert "hunter2secret" not in path.read_text(errors="ignore"), path
 
 
-def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path):
+def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path, monkeypatch, capsys):
+    from hpstudy.study.cli import main
+
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
     config = write_config(tmp_path, "queue", 40)
-    assert run_cli("run", str(config), "--n-trials", "1", "--no-report", cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)  # the study and its queue made in process; the workers are real processes
+    assert main(["run", str(config), "--n-trials", "1", "--no-report"]) == 0
     queued = [{"lr": round(0.001 + 0.001 * i, 6), "hidden_units": 16 + (i % 17), "batch_size": 32, "epochs": 2}
               for i in range(40)]
-    result = run_cli("enqueue", "--study-name", "queue", "--params", json.dumps(queued), cwd=tmp_path)
-    assert result.returncode == 0 and "Queued 40" in result.stdout
+    capsys.readouterr()
+    assert main(["enqueue", "--study-name", "queue", "--params", json.dumps(queued)]) == 0
+    assert "Queued 40" in capsys.readouterr().out
     env = {**os.environ, "HPSTUDY_STORAGE": url}
     workers = [subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "worker", "--study-name", "queue",
                                  "--n-trials", "41", "--quiet"], cwd=tmp_path, env=env,
