@@ -14,13 +14,18 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpstudy.storage.engine import Heartbeat, open_storage
+from hpstudy.storage.engine import Heartbeat, Mode, open_storage
 from hpstudy.storage.recovery import RetryStaleTrial, abandoned_trials, fail_and_retry
-from hpstudy.storage.stored_config import has_stored_config, stored_config, study_uid
+from hpstudy.storage.stored_config import checkpoint_store, has_stored_config, stored_config
 from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite
 from hpstudy.study import trial_attrs
-from hpstudy.study.checkpoints import CheckpointStore, checkpoint_root
+from hpstudy.study.config import StudyConfig
 from hpstudy.study.errors import UserError
+
+
+#: How long a trial without a worker record may run before it counts as abandoned, in a study
+#: hpstudy did not make (hpstudy's own store their grace period).
+FOREIGN_GRACE_S = 3600.0
 
 
 @dataclass
@@ -89,15 +94,20 @@ def check_storage(location: StorageLocation, *, study_name: str | None = None, f
     )
 
 
-def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHealth:
+def watched_study(location: StorageLocation, name: str, *, mode: Mode) -> tuple[optuna.Study, StudyConfig | None, float]:
+    """Study ``name`` opened with its own heartbeat settings (so trials of silent workers show as
+    stale), its stored config (None for a study hpstudy did not make) and its grace period."""
     probe = optuna.load_study(study_name=name, storage=open_storage(location, mode="read"))
     cfg = stored_config(probe) if has_stored_config(probe) else None
-    heartbeat = Heartbeat(cfg.study.heartbeat_interval, cfg.study.grace_period, RetryStaleTrial()) if cfg else None
-    study = optuna.load_study(
-        study_name=name, storage=open_storage(location, mode="write" if fix else "read", heartbeat=heartbeat)
-    )
+    grace = cfg.study.grace_period if cfg is not None else FOREIGN_GRACE_S
+    heartbeat = Heartbeat(cfg.study.heartbeat_interval, grace, RetryStaleTrial()) if cfg else None
+    study = optuna.load_study(study_name=name, storage=open_storage(location, mode=mode, heartbeat=heartbeat))
+    return study, cfg, grace
+
+
+def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHealth:
+    study, cfg, grace = watched_study(location, name, mode="write" if fix else "read")
     health = StudyHealth(name=name)
-    grace = cfg.study.grace_period if cfg is not None else 3600
     stuck = abandoned_trials(study, grace_seconds=grace)
     health.stuck = sorted(stuck)
     health.running = sorted(
@@ -106,7 +116,7 @@ def _check_study(location: StorageLocation, name: str, *, fix: bool) -> StudyHea
     if fix:
         health.requeued = [n for n, trial in sorted(stuck.items()) if fail_and_retry(study, trial)]
     if cfg is not None:
-        store = CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), name, study_uid(probe))
+        store = checkpoint_store(cfg, location, study)
         live = {
             trial_attrs.lineage(t)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))

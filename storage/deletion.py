@@ -15,17 +15,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpstudy.storage.engine import Heartbeat, open_storage
-from hpstudy.storage.recovery import RetryStaleTrial, abandoned_trials
-from hpstudy.storage.stored_config import has_stored_config, stored_config, study_uid
+from hpstudy.storage.check import watched_study
+from hpstudy.storage.engine import open_storage
+from hpstudy.storage.recovery import abandoned_trials
+from hpstudy.storage.stored_config import checkpoint_store
 from hpstudy.storage.studies import load_existing_study
 from hpstudy.storage.urls import StorageLocation
-from hpstudy.study.checkpoints import CheckpointStore, checkpoint_root
 from hpstudy.study.errors import UserError
-
-#: How long a trial without a worker record may run before it counts as abandoned, for studies
-#: not made by hpstudy (hpstudy's own store their grace period).
-FOREIGN_GRACE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -46,12 +42,8 @@ class Deletion:
 def plan_deletion(location: StorageLocation, study_name: str) -> Deletion:
     """What deleting ``study_name`` would remove; UserError when it does not exist or is being
     trained right now. Writes nothing."""
-    study = load_existing_study(location, study_name)
-    cfg = stored_config(study) if has_stored_config(study) else None
-    grace = cfg.study.grace_period if cfg is not None else FOREIGN_GRACE_S
-    if cfg is not None:  # read again with its heartbeat settings, so silent workers' trials count as abandoned
-        heartbeat = Heartbeat(cfg.study.heartbeat_interval, grace, RetryStaleTrial())
-        study = optuna.load_study(study_name=study_name, storage=open_storage(location, mode="read", heartbeat=heartbeat))
+    load_existing_study(location, study_name)  # a UserError naming the studies there, when absent
+    study, cfg, grace = watched_study(location, study_name, mode="read")
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     abandoned = abandoned_trials(study, grace_seconds=grace)
     live = sorted(t.number for t in running if t.number not in abandoned)
@@ -63,8 +55,7 @@ def plan_deletion(location: StorageLocation, study_name: str) -> Deletion:
         )
     folder = None
     if cfg is not None:
-        store = CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), study_name,
-                                study_uid(study))
+        store = checkpoint_store(cfg, location, study)
         folder = store.folder if store.folder.is_dir() else None
     return Deletion(study_name, location.display(), len(study.get_trials(deepcopy=False)), folder)
 

@@ -7,14 +7,17 @@ import os
 import socket
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from hpstudy.storage.urls import redact
+from hpstudy.storage.urls import StorageLocation, redact
 from hpstudy.study import __version__
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.errors import UserError
+
+if TYPE_CHECKING:
+    from hpstudy.study.checkpoints import CheckpointStore
 
 CONFIG_ATTR = "hpstudy_config"
 VERSION_ATTR = "hpstudy_version"
@@ -36,6 +39,15 @@ def study_uid(study: optuna.Study) -> str | None:
     """The random id hpstudy gave the study when it made it (None for a study made before ids)."""
     uid = study.user_attrs.get(UID_ATTR)
     return uid if isinstance(uid, str) else None
+
+
+def checkpoint_store(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> CheckpointStore:
+    """Where ``study``'s checkpoints (and best model) go: its config's ``train.checkpoint_dir``, else
+    beside its SQLite file, in a folder named by the study's name and id."""
+    from hpstudy.study.checkpoints import CheckpointStore, checkpoint_root  # torch: not for report-only readers
+
+    return CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), study.study_name,
+                           study_uid(study))
 
 
 def has_stored_config(study: optuna.Study) -> bool:

@@ -268,11 +268,9 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.runner import resume_study, resumed_config
 
     name = _study_name(args)
-    if args.print_config:
-        return _print_config(resumed_config(storage_url=args.storage, study_name=name, overrides=_limit_values(args)))
-    if args.workers != 1 or args.devices:
-        return _run_workers(console, resumed_config(storage_url=args.storage, study_name=name,
-                                                    overrides=_limit_values(args)), args)
+    if args.print_config or args.workers != 1 or args.devices:
+        cfg = resumed_config(storage_url=args.storage, study_name=name, overrides=_limit_values(args))
+        return _print_config(cfg) if args.print_config else _run_workers(console, cfg, args)
     return _run_and_summarize(
         console,
         lambda observer: resume_study(

@@ -34,15 +34,15 @@ from hpstudy.storage.recovery import (
 from hpstudy.storage.stored_config import (
     RunRecord,
     check_same_config,
+    checkpoint_store,
     has_stored_config,
     save_config,
     stored_config,
-    study_uid,
 )
 from hpstudy.storage.studies import find_study, load_existing_study
 from hpstudy.storage.urls import StorageLocation, parse_storage_url
 from hpstudy.study import trial_attrs
-from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, CheckpointWriter, checkpoint_root
+from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, CheckpointWriter
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits, load_splits
 from hpstudy.study.devices import describe_device, resolve_device
@@ -274,12 +274,6 @@ def _optimize(
         recovered=recovered,
         best_model=best_model_file(cfg, location, study),
     )
-
-
-def checkpoint_store(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> CheckpointStore:
-    """Where ``study``'s checkpoints (and best model) go."""
-    return CheckpointStore(checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path), cfg.study.name,
-                           study_uid(study))
 
 
 def best_model_file(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> Path | None:

@@ -271,6 +271,8 @@ def test_an_interrupt_before_the_objective_has_the_trial_still_queues_it_again(t
     with pytest.raises(KeyboardInterrupt):
         real.optimize(interrupted, n_trials=1)
     sampler.armed = False
+    assert interrupted.shield.engaged == (window == "checking the target")  # the objective had the trial
+    interrupted.shield.release()  # as the run does once it has queued the trial again
     assert real.trials[2].state == (TrialState.RUNNING if window == "starting the trial" else TrialState.FAIL)
     _requeue_interrupted(real, backend, interrupted.current_trial)
     states = [t.state for t in real.trials]
