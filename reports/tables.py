@@ -17,6 +17,8 @@ from hpstudy.study import trial_attrs
 from hpstudy.study.errors import UserError
 
 EXPORT_FORMATS = ("csv", "json")
+#: Output suffixes that name no format, so the export is ``--format``'s, else CSV.
+PLAIN_SUFFIXES = ("", "txt")
 INTEGER_COLUMNS = "integer_columns"  # the key of ``trials_frame``'s attrs naming its int columns
 
 
@@ -160,10 +162,14 @@ def export_text(frame: pd.DataFrame, fmt: str) -> str:
 
 def export_format(requested: str | None, output: Path | None) -> str:
     """The export's format: ``requested`` (``--format``) when given, else the one ``output``'s
-    suffix names (``trials.json``), else CSV. A suffix naming the other format is refused."""
+    suffix names (``trials.json``), else CSV. A suffix naming the other format, or one that names
+    neither (``.xlsx``, ``.db``), is refused."""
     named = output.suffix.lower().lstrip(".") if output is not None else ""
-    if named not in EXPORT_FORMATS:
+    if named in PLAIN_SUFFIXES or not named.isalpha():  # trials.txt, trials, trials.2026-12
         return requested or "csv"
+    if named not in EXPORT_FORMATS:
+        raise UserError(f"-o {output}: an export is CSV or JSON, not {named.upper()}; name the file "
+                        f"{output.with_suffix('.csv').name} (spreadsheets open it) or {output.with_suffix('.json').name}")
     if requested is not None and requested != named:
         raise UserError(f"-o {output} names {named.upper()} but --format is {requested}; "
                         f"drop --format or name the file {output.with_suffix('.' + requested).name}")

@@ -440,6 +440,7 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from hpstudy.reports.files import refuse_replacing_a_database
     from hpstudy.reports.tables import export_format, export_text, trials_frame, write_export
     from hpstudy.study.console import counted
 
@@ -449,6 +450,8 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     if args.output is not None and not args.output.parent.is_dir():
         raise UserError(f"-o {args.output}: directory '{args.output.parent}' does not exist; create it first")
     fmt = export_format(args.format, args.output)
+    if args.output is not None:
+        refuse_replacing_a_database(args.output)
     frame = trials_frame(_open_study(args))
     if args.output is None:
         sys.stdout.write(export_text(frame, fmt))
@@ -490,9 +493,17 @@ def _report_target(output: Path | None, *, default: Path) -> Path:
 
 
 def _check_report_output(output: Path) -> None:
-    """Refuse a report path (a file, or a directory to hold the default name) with no directory."""
-    if not output.is_dir() and not output.parent.is_dir():
+    """Refuse a report path (a file, or a directory to hold the default name) with no directory,
+    one that does not end in .html, or a SQLite database's file."""
+    from hpstudy.reports.files import refuse_replacing_a_database
+
+    if output.is_dir():
+        return
+    if not output.parent.is_dir():
         raise UserError(f"report path '{output}': directory '{output.parent}' does not exist; create it first")
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"report path '{output}': a report is an HTML file; name it {output.with_suffix('.html').name}")
+    refuse_replacing_a_database(output)
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:

@@ -33,6 +33,8 @@ def workdir(tmp_path, monkeypatch):
         connection.execute("CREATE TABLE users (id INTEGER)")
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'studies.db'}", study_name="alpha")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    for copy in ("copy.txt", "copy.html"):  # databases under names a report or an export would take
+        (tmp_path / copy).write_bytes((tmp_path / "studies.db").read_bytes())
     return tmp_path
 
 
@@ -81,6 +83,19 @@ CASES = {
     "export format against the file's suffix": (["export", "--storage", "sqlite:///studies.db", "--format", "csv", "-o", "out.json"],
                                                 "-o out.json names JSON but --format is csv; drop --format or name the file out.csv"),
     "export to missing dir": (["export", "--storage", "sqlite:///studies.db", "-o", "nodir/out.csv"], "does not exist"),
+    "export over the study database": (["export", "--storage", "sqlite:///studies.db", "--format", "csv", "-o", "studies.db"],
+                                       "-o studies.db: an export is CSV or JSON, not DB; name the file studies.csv"),
+    "export over the database's log": (["export", "--storage", "sqlite:///studies.db", "-o", "studies.db-wal"],
+                                       "output path 'studies.db-wal' is a file of the SQLite database 'studies.db'"),
+    "export over a database named .txt": (["export", "--storage", "sqlite:///studies.db", "-o", "copy.txt"],
+                                          "output path 'copy.txt' is a SQLite database; writing there would destroy it"),
+    "export to a spreadsheet suffix": (["export", "--storage", "sqlite:///studies.db", "-o", "t.xlsx"],
+                                       "an export is CSV or JSON, not XLSX; name the file t.csv (spreadsheets open it) or t.json"),
+    "report over the study database": (["report", "--storage", "sqlite:///studies.db", "-o", "studies.db"],
+                                       "report path 'studies.db': a report is an HTML file; name it studies.html"),
+    "report over a database named .html": (["report", "--storage", "sqlite:///studies.db", "-o", "copy.html"],
+                                           "output path 'copy.html' is a SQLite database"),
+    "run reporting to a text file": (["run", "--report", "r.txt"], "report path 'r.txt': a report is an HTML file; name it r.html"),
     "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
 }
 if importlib.util.find_spec("MySQLdb") is None:

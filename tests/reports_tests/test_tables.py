@@ -49,9 +49,16 @@ def test_json_writes_ints_as_ints_and_gaps_as_null(tmp_path):
 @pytest.mark.parametrize(("requested", "output", "expected"), [
     (None, None, "csv"), ("json", None, "json"), (None, "t.json", "json"), (None, "T.JSON", "json"),
     (None, "t.csv", "csv"), (None, "trials.txt", "csv"), ("json", "trials.txt", "json"), ("json", "t.json", "json"),
+    (None, "trials", "csv"), ("json", "trials", "json"), (None, "trials.v2", "csv"), ("json", "trials.2026-12", "json"),
 ])
 def test_export_format_follows_the_flag_then_the_file_suffix(requested, output, expected):
     assert export_format(requested, Path(output) if output else None) == expected
+
+
+@pytest.mark.parametrize("output", ["t.xlsx", "t.parquet", "hpstudy.db", "t.yaml"])
+def test_a_suffix_naming_a_format_an_export_is_not_is_refused(output):
+    with pytest.raises(UserError, match=r"an export is CSV or JSON, not [A-Z]+; name the file t?\w*\.csv"):
+        export_format(None, Path(output))
 
 
 def test_a_suffix_naming_the_other_format_is_refused():
