@@ -196,7 +196,7 @@ _PRESET_LIST = [
             "epochs": {"low": 5, "high": 30}, "n_layers": 2, "hidden_units": {"low": 32, "high": 512, "log": True},
             "dropout": {"low": 0.0, "high": 0.5}, "initializer": list(INITIALIZERS),
         },
-        study_name="mlp-mnist",
+        study_name="digits-mlp-full",
         n_trials=30,
     ),
     _preset(

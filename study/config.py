@@ -32,7 +32,7 @@ from pydantic import (
 
 from hpstudy.search_spaces.catalog import NOT_IN_VARIANTS, PARAMETERS
 from hpstudy.search_spaces.hyperparams import Hyperparams
-from hpstudy.search_spaces.presets import DEFAULT_PRESET, get_preset
+from hpstudy.search_spaces.presets import DEFAULT_PRESET, Preset, get_preset
 from hpstudy.search_spaces.space import SearchSpace
 from hpstudy.study.errors import UserError, did_you_mean
 from hpstudy.study.optuna_parts import build_pruner, build_sampler
@@ -412,12 +412,35 @@ def load_config(
         options_key = key.replace(".name", ".options")
         if key in _NAMED_PARTS and not any(k.startswith(options_key) for k, _ in pairs):
             _set_dotted(raw, options_key, {})  # options belong to the part they were written for
+    if preset_name is not None and not _names_the_study(file_raw, pairs):
+        _set_dotted(raw, "study.name", _preset_study_name(chosen, raw, quick=quick))
     cfg = StudyConfig.from_dict(raw)
     if repeats is not None and cfg.study.sampler.name != "grid":
         raise UserError("--repeats repeats grid points; use it with the grid sampler (the classic-experiment presets)")
     if cfg.study.sampler.name == "grid" and "n_trials" not in raw.get("study", {}):
         cfg = cfg.with_overrides({"study.n_trials": cfg.grid_size()})
     return cfg
+
+
+def _names_the_study(file_raw: Mapping[str, Any] | None, pairs: Sequence[tuple[str, Any]]) -> bool:
+    """True when the file, a ``--set`` or ``--study-name`` names the study itself."""
+    in_file = isinstance((file_raw or {}).get("study"), Mapping) and "name" in file_raw["study"]
+    return in_file or any(key == "study.name" or (key == "study" and isinstance(value, Mapping) and "name" in value)
+                          for key, value in pairs)
+
+
+def _preset_study_name(chosen: Preset, raw: Mapping[str, Any], *, quick: bool) -> str:
+    """The preset's study name, marked with the dataset or model kind a run puts in place of the
+    preset's (``digits-mlp`` on MNIST is ``mnist-mlp``, ``lr-sweep`` on it ``lr-sweep-mnist``) and
+    ending ``-quick`` for the smoke-run size, so that none of them takes the preset's own study."""
+    name = str(chosen.config["study"]["name"])
+    for section, key in (("data", "dataset"), ("model", "kind")):
+        own = chosen.config.get(section, {}).get(key)
+        now = raw.get(section, {}).get(key, own) if isinstance(raw.get(section), Mapping) else own
+        if isinstance(now, str) and now != own:
+            words = name.split("-")
+            name = "-".join(now if word == own else word for word in words) if own in words else f"{name}-{now}"
+    return f"{name}-quick" if quick else name
 
 
 def _apply(raw: dict[str, Any], overrides: Mapping[str, Any]) -> None:

@@ -235,4 +235,4 @@ def test_resume_print_config_shows_the_stored_config_with_new_limits(tmp_path, c
     (tmp_path / "stored.yaml").write_text(capsys.readouterr().out)
     cfg = load_config(tmp_path / "stored.yaml")
     assert cfg.study.n_trials == 9 and cfg.search_space.to_dict()["dropout"] == 0.1
-    assert len(optuna.load_study(study_name="digits-mlp", storage=url).trials) == 4  # nothing ran
+    assert len(optuna.load_study(study_name="digits-mlp-quick", storage=url).trials) == 4  # nothing ran

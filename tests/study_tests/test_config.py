@@ -203,3 +203,37 @@ def test_parse_override_types():
 def test_bad_variants(values, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         load_config(values=values)
+
+
+@pytest.mark.parametrize(("preset", "overrides", "quick", "name"), [
+    ("default", [], False, "digits-mlp"),
+    ("default", [], True, "digits-mlp-quick"),
+    ("default", ["data.dataset=mnist"], False, "mnist-mlp"),
+    ("default", ["model.kind=cnn", "data.dataset=cifar10"], True, "cifar10-cnn-quick"),
+    ("lr-sweep", [], True, "lr-sweep-quick"),
+    ("epochs-sweep", ["data.dataset=fashion_mnist"], False, "epochs-sweep-fashion_mnist"),
+    ("mlp-mnist", ["data.dataset=mnist"], False, "mnist-mlp-full"),
+    ("cnn", ["data={dataset: mnist}"], False, "cnn-mnist"),
+])
+def test_a_preset_run_on_other_data_or_at_smoke_size_gets_a_study_of_its_own(preset, overrides, quick, name):
+    assert load_config(preset=preset, overrides=overrides, quick=quick).study.name == name
+
+
+def test_a_study_named_by_the_user_keeps_its_name_whatever_the_preset_run_changes(tmp_path):
+    assert load_config(preset="lr-sweep", quick=True, values={"study.name": "mine"}).study.name == "mine"
+    assert load_config(preset="default", overrides=["study.name=mine", "data.dataset=mnist"]).study.name == "mine"
+    assert load_config(preset="default", overrides=["study={name: mine}"], quick=True).study.name == "mine"
+    path = write(tmp_path, "preset: default\nstudy: {name: mine}\ndata: {dataset: mnist}\n")
+    assert load_config(path, quick=True).study.name == "mine"
+    assert load_config(write(tmp_path, "preset: default\ndata: {dataset: mnist}\n", "b.yaml")).study.name == "mnist-mlp"
+    assert load_config(write(tmp_path, "study: {n_trials: 3}\n", "c.yaml")).study.name == "hpstudy"  # no preset
+
+
+def test_a_smoke_run_leaves_the_presets_own_study_free(tmp_path, monkeypatch, capsys):
+    from hpstudy.study.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--preset", "lr-sweep", "--quick", "--no-report"]) == 0
+    assert main(["run", "--preset", "lr-sweep", "--n-trials", "1", "--no-report"]) == 0, capsys.readouterr().err
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries("sqlite:///hpstudy.db"))
+    assert names == ["lr-sweep", "lr-sweep-quick"]
