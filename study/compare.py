@@ -33,7 +33,8 @@ def plan_comparison(
     overrides: Sequence[str] = (),
 ) -> list[PlannedStudy]:
     """One config per sampler and seed, all validated before anything runs. Study names are
-    ``<preset>-<sampler>-s<seed>``, so a second run continues the same studies."""
+    ``<preset>-<sampler>-s<seed>`` (``-quick`` added for the smoke-run size, which then never blocks
+the full comparison), so a second run continues the same studies."""
     if not samplers:
         raise UserError("--samplers names no sampler; e.g. --samplers grid,random,tpe")
     for name in samplers:
@@ -44,7 +45,7 @@ def plan_comparison(
     plans = []
     for sampler in samplers:
         for seed in range(repeats):
-            values = {"storage": storage, "study.name": f"{preset}-{sampler}-s{seed}", "study.seed": seed,
+            values = {"storage": storage, "study.name": f"{preset}-{sampler}-s{seed}{'-quick' if quick else ''}", "study.seed": seed,
                       "study.sampler": {"name": sampler}}
             if n_trials is not None:
                 values["study.n_trials"] = n_trials

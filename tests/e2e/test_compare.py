@@ -16,7 +16,7 @@ def test_compare_runs_each_sampler_and_seed_then_reports(tmp_path, monkeypatch, 
     assert main(["compare", "--quick", "--repeats", "2", "--samplers", "random,tpe"]) == 0
     out = capsys.readouterr().out
     names = sorted(optuna.get_all_study_names(f"sqlite:///{tmp_path / 'hpstudy.db'}"))
-    assert names == [f"search-strategies-{s}-s{seed}" for s in ("random", "tpe") for seed in (0, 1)]
+    assert names == [f"search-strategies-{s}-s{seed}-quick" for s in ("random", "tpe") for seed in (0, 1)]
     for name in names:
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
         cfg = stored_config(study)
