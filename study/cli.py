@@ -325,7 +325,8 @@ def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
         )
         return EXIT_TERMINATED if result.stop_reason == "terminated" else EXIT_INTERRUPTED
     if result.stop_reason in ("timeout", "epoch budget spent"):
-        console.print(f"Stopped: {result.stop_reason}; continue with: {resume}")
+        console.print(f"Stopped: {result.stop_reason}; continue with: {resume}{result.more_work_flag()}",
+                      markup=False, soft_wrap=True)  # one line, to copy
     return EXIT_OK
 
 

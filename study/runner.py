@@ -80,6 +80,15 @@ class RunResult:
     stop_reason: str
     recovered: tuple[int, ...] = ()
     best_model: Path | None = None  # ``train.keep_best_model``'s file, once there is one
+    budget_epochs: int | None = None  # ``study.budget_epochs``
+    epochs_run: int = 0  # by the study's finished trials, all runs together
+
+    def more_work_flag(self) -> str:
+        """The ``resume`` flag that lets a study stopped by its epoch budget go on: the budget
+        raised by as much again; empty for any other stop (a timeout counts per run)."""
+        if self.stop_reason != "epoch budget spent" or self.budget_epochs is None:
+            return ""
+        return f" --budget-epochs {self.epochs_run + self.budget_epochs}"
 
     @property
     def interrupted(self) -> bool:
@@ -273,6 +282,8 @@ def _optimize(
         stop_reason=stop_reason,
         recovered=recovered,
         best_model=best_model_file(cfg, location, study),
+        budget_epochs=cfg.study.budget_epochs,
+        epochs_run=epochs_run(study.get_trials(deepcopy=False)),
     )
 
 

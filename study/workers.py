@@ -33,6 +33,7 @@ from hpstudy.study.runner import (
     best_trial_of,
     count_states,
     create_if_missing,
+    epochs_run,
     prepare_run,
     why_study_stopped,
 )
@@ -95,6 +96,8 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
         device=", ".join(plan.devices),
         stop_reason=stop_reason,
         best_model=best_model_file(cfg, location, study),
+        budget_epochs=cfg.study.budget_epochs,
+        epochs_run=epochs_run(study.get_trials(deepcopy=False)),
     )
 
 

@@ -16,7 +16,7 @@ from hpstudy.storage.urls import parse_storage_url
 from hpstudy.study import trial_attrs
 from hpstudy.study.errors import UserError
 from hpstudy.study.optuna_parts import PRUNER_CLASSES, SAMPLER_CLASSES
-from hpstudy.study.runner import resume_study, run_study, session_seed
+from hpstudy.study.runner import epochs_run, resume_study, run_study, session_seed
 from tests.conftest import QUICK_SPACE
 
 
@@ -166,8 +166,6 @@ def test_torchvision_datasets_run_end_to_end(quick_config, tmp_path, dataset, ki
 
 
 def test_epoch_budget_stops_the_study(quick_config):
-    from hpstudy.study.runner import epochs_run
-
     cfg = quick_config(study__n_trials=50, study__budget_epochs=10, study__pruner={"name": "none"},
                        search_space={"epochs": {"low": 3, "high": 4}, "lr": 1e-2, "n_layers": 1, "hidden_units": 16})
     result = run_study(cfg)
@@ -189,6 +187,25 @@ def test_budget_epochs_flag_reaches_the_config(tmp_path, capsys, monkeypatch):
     assert code == 0
     out = capsys.readouterr().out
     assert "Stopped: epoch budget spent" in out
+
+
+def test_the_command_a_spent_budget_suggests_trains_more(tmp_path, capsys, monkeypatch):
+    """The hint after an epoch-budget stop raises the budget (it counts across runs): run as
+    printed, it trains more trials instead of stopping again at once."""
+    from hpstudy.study.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--no-report", "--set", "data.train_subset=200", "--set", "search_space.epochs={low: 2, high: 3}",
+            "--set", "study.name=b", "--set", "study.pruner.name=none"]
+    assert main(["run", "--budget-epochs", "5", *argv]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    spent = epochs_run(optuna.load_study(study_name="b", storage="sqlite:///hpstudy.db").trials)
+    assert hint.startswith("Stopped: epoch budget spent; continue with: hpstudy resume --study-name b ")
+    assert hint.endswith(f" --budget-epochs {spent + 5}")
+    assert main(hint.split("continue with: hpstudy ")[1].split() + ["--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "0 trials this run" not in out and "Stopped: epoch budget spent" in out
+    assert epochs_run(optuna.load_study(study_name="b", storage="sqlite:///hpstudy.db").trials) >= spent + 5
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the remote trial is asked here
