@@ -93,6 +93,17 @@ class StudySection(_Section):
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _name_reads_as_written(cls, name: str) -> str:
+        """A name is typed back on command lines: no blank name, no space at its ends, no control characters."""
+        tidy = " ".join(name.split())
+        if not tidy:
+            raise ValueError("a study name cannot be blank; give one, e.g. --study-name digits-mlp")
+        if name != name.strip() or not name.isprintable():
+            raise ValueError(f"{name!r} has a space at an end or a control character; name it {tidy!r}")
+        return name
+
     @model_validator(mode="after")
     def _grace_outlasts_heartbeat(self) -> StudySection:
         if self.grace_period <= self.heartbeat_interval:
