@@ -202,7 +202,8 @@ def preset_table(preset: Preset, cfg: StudyConfig) -> Table:
     sampler = cfg.study.sampler.name
     size = f"{cfg.study.n_trials} trials" + (" (the whole grid)" if sampler == "grid" else "")
     table = Table(title=f"{preset.name}: {preset.description}", title_justify="left", show_header=False,
-                  caption=f"{sampler} sampler, {cfg.study.pruner.name} pruner, {size}, {cfg.model.kind} on {cfg.data.dataset}",
+                  caption=f"{sampler} sampler, {cfg.study.pruner.name} pruner, {size}, {cfg.model.kind} on {cfg.data.dataset}, "
+                          f"study '{cfg.study.name}'",
                   caption_justify="left")
     table.add_column("parameter", style="bold")
     table.add_column("range")

@@ -123,6 +123,7 @@ def test_spaces_lists_every_preset_with_ranges(capsys):
     for name in PRESETS:
         assert f"{name}:" in out
     assert "0.0001 .. 0.1 (log)" in out
+    assert "mlp on digits, study 'digits-mlp'" in out and "study 'digits-mlp-full'" in out
 
 
 def test_every_command_has_help(tmp_path, capsys):
