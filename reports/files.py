@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from hpstudy.storage.urls import SQLITE_HEADER
@@ -29,15 +30,37 @@ def _is_sqlite_database(path: Path) -> bool:
         return False
 
 
+def check_can_write(path: Path) -> None:
+    """Refuse an output ``path`` whose directory does not take new files (read-only, immutable, not
+    ours, a pseudo file system) or that is a directory: found by creating and removing a temporary
+    file there, so a long run never finds out only at its end."""
+    if path.is_dir():
+        raise UserError(f"output path '{path}' is a directory; name a file in it")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a reader
-    sees the old file or the new one, never half of one. A failed write leaves no temporary file.
-    Refused over a SQLite database (``refuse_replacing_a_database``)."""
+    sees the old file or the new one, never half of one. A failed write leaves no temporary file
+    and is a UserError naming the reason. Refused over a SQLite database
+    (``refuse_replacing_a_database``)."""
     refuse_replacing_a_database(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> UserError:
+    reason = exc.strerror or type(exc).__name__
+    return UserError(f"cannot write '{path}' ({reason}); name a file in a folder you can write to, or free space there")

@@ -297,8 +297,8 @@ def _run_and_summarize(
     from hpstudy.storage.urls import parse_storage_url
     from hpstudy.study.console import ProgressView, print_run_summary
 
-    if not args.no_report and args.report is not None:
-        _check_report_output(args.report)  # before the run: a wrong path must not cost its trials
+    if not args.no_report:  # before the run: a wrong path must not cost its trials
+        _check_report_output(Path.cwd() if args.report is None else args.report)
     view = ProgressView(console)
     try:
         result = start(view)
@@ -307,7 +307,11 @@ def _run_and_summarize(
     study = load_existing_study(parse_storage_url(storage_url), result.study_name)
     print_run_summary(console, result, study)
     if not args.no_report:
-        path = _write_report([study], args.report, storage=result.storage)
+        try:
+            path = _write_report([study], args.report, storage=result.storage)
+        except UserError as exc:  # e.g. the disk filled up during the run
+            raise UserError(f"{exc}; the study's trials are stored, so `hpstudy report --study-name "
+                            f"{result.study_name} --storage {result.storage} -o FILE.html` writes it later") from None
         console.print(f"Report: {path}")
     return _exit_code(console, result)
 
@@ -441,7 +445,7 @@ def _cmd_best(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from hpstudy.reports.files import refuse_replacing_a_database
+    from hpstudy.reports.files import check_can_write, refuse_replacing_a_database
     from hpstudy.reports.tables import export_format, export_text, trials_frame, write_export
     from hpstudy.study.console import counted
 
@@ -453,6 +457,7 @@ def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     fmt = export_format(args.format, args.output)
     if args.output is not None:
         refuse_replacing_a_database(args.output)
+        check_can_write(args.output)
     frame = trials_frame(_open_study(args))
     if args.output is None:
         sys.stdout.write(export_text(frame, fmt))
@@ -495,27 +500,30 @@ def _report_target(output: Path | None, *, default: Path) -> Path:
 
 def _check_report_output(output: Path) -> None:
     """Refuse a report path (a file, or a directory to hold the default name) with no directory,
-    one that does not end in .html, or a SQLite database's file."""
-    from hpstudy.reports.files import refuse_replacing_a_database
+    one that does not end in .html, a SQLite database's file, or a place that takes no new file."""
+    from hpstudy.reports.files import check_can_write, refuse_replacing_a_database
 
     if output.is_dir():
+        check_can_write(output / "hpstudy-report.html")
         return
     if not output.parent.is_dir():
         raise UserError(f"report path '{output}': directory '{output.parent}' does not exist; create it first")
     if output.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"report path '{output}': a report is an HTML file; name it {output.with_suffix('.html').name}")
     refuse_replacing_a_database(output)
+    check_can_write(output)
 
 
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.storage.studies import load_existing_study
     from hpstudy.storage.urls import parse_storage_url
-    from hpstudy.study.compare import plan_comparison, run_comparison
+    from hpstudy.study.compare import check_comparison, plan_comparison, run_comparison
 
-    output = _report_target(args.output, default=Path(f"hpstudy-report-compare-{args.preset}.html"))  # before they run
     samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
     plans = plan_comparison(args.preset, samplers=samplers, repeats=args.repeats, storage=args.storage,
                             n_trials=args.n_trials, quick=args.quick, overrides=args.set)
+    check_comparison(plans)  # every check before the first study runs
+    output = _report_target(args.output, default=Path(f"hpstudy-report-compare-{args.preset}.html"))
     results = run_comparison(plans, on_study=lambda r: console.print(
         f"{r.study_name}: {r.finished} finished, best {_value(r.best_trial)} ({r.wall_seconds:.1f} s)"))
     location = parse_storage_url(args.storage)

@@ -99,6 +99,13 @@ CASES = {
     "report over a database named .html": (["report", "--storage", "sqlite:///studies.db", "-o", "copy.html"],
                                            "output path 'copy.html' is a SQLite database"),
     "run reporting to a text file": (["run", "--report", "r.txt"], "report path 'r.txt': a report is an HTML file; name it r.html"),
+    "report into a folder that takes no file": (["report", "--storage", "sqlite:///studies.db", "-o", "/proc/r.html"],
+                                                "cannot write '/proc/r.html' ("),
+    "export into a folder that takes no file": (["export", "--storage", "sqlite:///studies.db", "-o", "/proc/t.csv"],
+                                                "cannot write '/proc/t.csv' ("),
+    "run reporting into a folder that takes no file": (["run", "--report", "/proc/r.html"], "cannot write '/proc/r.html' ("),
+    "compare given a seed": (["compare", "--set", "study.seed=3"], "--set study.seed: compare seeds the studies 0 .. R-1 itself"),
+    "compare on an unknown preset with a slash": (["compare", "--preset", "a/b"], "unknown preset 'a/b'"),
     "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
 }
 if importlib.util.find_spec("MySQLdb") is None:

@@ -33,3 +33,15 @@ def test_compare_refuses_an_unknown_sampler(tmp_path, monkeypatch, capsys):
     assert main(["compare", "--samplers", "grid,bayes"]) == 2
     assert "unknown sampler 'bayes'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_comparison_that_clashes_with_a_stored_study_runs_none_of_its_studies(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--quick", "--repeats", "1", "--samplers", "tpe", "--set", "search_space.epochs=3"]) == 0
+    capsys.readouterr()
+    storage = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    assert main(["compare", "--quick", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "study 'search-strategies-tpe-s0-quick' of this comparison exists with a different config" in err
+    assert "--study-name NAME" not in err and err.count("\n") == 1
+    assert optuna.get_all_study_names(storage) == ["search-strategies-tpe-s0-quick"]  # grid and random never ran

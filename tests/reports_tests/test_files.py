@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from hpstudy.reports.files import refuse_replacing_a_database, write_text_atomically
+from hpstudy.reports.files import check_can_write, refuse_replacing_a_database, write_text_atomically
 from hpstudy.study.errors import UserError
 
 
@@ -22,7 +23,7 @@ def test_a_failed_write_keeps_what_was_there_and_leaves_no_temporary_file(tmp_pa
     target = tmp_path / "taken"
     target.mkdir()
     (target / "kept.txt").write_text("mine")
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=f"cannot write '{target}' \\(Is a directory\\); name a file in a folder"):
         write_text_atomically(target, "report")  # a directory cannot be replaced by a file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
     assert (target / "kept.txt").read_text() == "mine"
@@ -52,3 +53,12 @@ def test_side_file_names_without_their_database_and_other_files_are_ordinary_out
     (tmp_path / "notes.db").write_text("text, not a database")
     write_text_atomically(tmp_path / "notes.db", "replaced")
     assert (tmp_path / "notes.db").read_text() == "replaced"
+
+
+def test_a_place_that_takes_no_file_is_found_before_writing_and_left_as_it_was(tmp_path):
+    check_can_write(tmp_path / "report.html")
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    with pytest.raises(UserError, match=r"cannot write '/proc/report\.html' \("):
+        check_can_write(Path("/proc/report.html"))
+    with pytest.raises(UserError, match="is a directory; name a file in it"):
+        check_can_write(tmp_path)
