@@ -112,11 +112,21 @@ def _widened(name: str, dist: FloatDistribution | IntDistribution, side: str) ->
     info = PARAMETERS.get(_catalog_name(name))
     if info is not None:
         wanted = _inside(info, bound, wanted)
-    if isinstance(dist, IntDistribution):
-        wanted = float(math.ceil(wanted) if side == "high" else math.floor(wanted))
-    if wanted is None or wanted == bound or (info is not None and info.problem_with(_typed(info, wanted))):
-        return None
-    return wanted
+    for candidate in _on_the_steps(dist, side, wanted):
+        if candidate != bound and not (info is not None and info.problem_with(_typed(info, candidate))):
+            return candidate
+    return None
+
+
+def _on_the_steps(dist: FloatDistribution | IntDistribution, side: str, wanted: float) -> tuple[float, ...]:
+    """``wanted`` as points of the range's step grid (whole numbers for an int range), so that
+    ``high`` stays ``low`` plus whole steps: the one past ``wanted``, then the one short of it."""
+    step = dist.step or (1 if isinstance(dist, IntDistribution) else None)
+    if step is None:
+        return (wanted,)
+    origin, sign = (dist.low, 1) if side == "high" else (dist.high, -1)
+    steps = sign * (wanted - origin) / step
+    return tuple(float(origin + sign * whole * step) for whole in (math.ceil(steps - 1e-9), math.floor(steps + 1e-9)))
 
 
 def _inside(info: ParamInfo, bound: float, wanted: float) -> float:
@@ -137,4 +147,7 @@ def _catalog_name(name: str) -> str:
 
 
 def _fmt(value: float) -> str:
+    """Whole numbers in full (1536, not 1.54e+03), others to three significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
     return f"{value:.3g}"

@@ -237,6 +237,20 @@ def _parse_choices(where: str, choices: Any, info: ParamInfo) -> CategoricalPara
     return CategoricalParam(values)
 
 
+def _check_steps_reach_high(where: str, low: float, high: float, step: float, info: ParamInfo) -> None:
+    """Refuse a stepped range whose high is not low plus a whole number of steps: Optuna would
+    quietly search a shorter range than the one written (and the report would show the written one)."""
+    steps = (high - low) / step
+    if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps):
+        return
+    below, above = (low + k * step for k in (math.floor(steps), math.ceil(steps)))
+    if isinstance(step, int) and isinstance(low, int):
+        below, above = int(below), int(above)
+    fixes = " or ".join(f"{v:g}" for v in (below, above) if v >= low and not info.problem_with(v))
+    raise UserError(f"{where}: high {high:g} is not low {low:g} plus a whole number of steps of {step:g}; "
+                    f"set high to {fixes}")
+
+
 def _parse_range(where: str, raw: dict[str, Any], info: ParamInfo) -> FloatParam | IntParam:
     low = _checked_value(f"{where}.low", raw["low"], info)
     high = _checked_value(f"{where}.high", raw["high"], info)
@@ -255,6 +269,7 @@ def _parse_range(where: str, raw: dict[str, Any], info: ParamInfo) -> FloatParam
             raise UserError(f"{where}.step: must be a positive number (got {step!r})")
         if info.kind == "int" and not float(step).is_integer():
             raise UserError(f"{where}.step: must be an integer for {where} (got {step!r})")
+        _check_steps_reach_high(where, low, high, step, info)
     if info.kind == "int":
         return IntParam(int(low), int(high), log=log, step=int(step or 1))
     return FloatParam(float(low), float(high), log=log, step=None if step is None else float(step))

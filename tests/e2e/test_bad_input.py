@@ -47,6 +47,12 @@ CASES = {
     "unknown key": (["run", "--set", "study.n_trails=3"], "did you mean 'n_trials'"),
     "wrong type": (["run", "--set", "study.seed=abc"], "study.seed: input should be a valid integer"),
     "low > high": (["run", "--set", "search_space.lr={low: 0.1, high: 0.01}"], "swap them"),
+    "int steps that miss high": (["run", "--set", "search_space.hidden_units={low: 100, high: 1450, step: 900}"],
+                                 "search_space.hidden_units: high 1450 is not low 100 plus a whole number of steps of 900; "
+                                 "set high to 1000 or 1900"),
+    "float steps that miss high": (["run", "--set", "search_space.dropout={low: 0.0, high: 0.9, step: 0.2}"],
+                                   "search_space.dropout: high 0.9 is not low 0 plus a whole number of steps of 0.2; "
+                                   "set high to 0.8\n"),
     "log low <= 0": (["run", "--set", "search_space.weight_decay={low: 0, high: 0.1, log: true}"], "a log range needs low > 0"),
     "empty choices": (["run", "--set", "search_space.optimizer=[]"], "choices is empty"),
     "unknown initializer": (["run", "--set", "search_space.initializer=[glorot]"], "unknown value 'glorot'"),

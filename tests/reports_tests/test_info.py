@@ -162,3 +162,20 @@ def test_timeline_turns_to_dots_when_bars_would_vanish(sqlite_url):
     assert all(s == pytest.approx(4.1, abs=0.01) for s in bars.seconds)
     dots = info.timeline(data, max_bars=5)
     assert dots.points and dots.note.startswith("With 6 trials a bar per trial would be thinner than a pixel")
+
+
+@pytest.mark.parametrize(("low", "high", "step", "best", "suggested"), [
+    (100, 1000, 900, [1000, 1000, 1000], 1900),  # half a range out is 1450: the next step, 1900
+    (32, 512, 1, [500, 510, 512], 752),           # whole numbers, written in full (not 7.52e+02)
+])
+def test_a_widened_int_range_stays_on_its_steps_and_prints_whole_numbers(sqlite_url, low, high, step, best, suggested):
+    from optuna.distributions import IntDistribution
+
+    units = IntDistribution(low, high, step=step)
+    space = {"hidden_units": {"low": low, "high": high, **({"step": step} if step != 1 else {})}}
+    trials = [hp_trial({"hidden_units": u}, {"hidden_units": units}, val_loss=[1.0, 0.1 + i / 100]) for i, u in enumerate(best)]
+    trials += [hp_trial({"hidden_units": low}, {"hidden_units": units}, val_loss=[1.0, 0.9]) for _ in range(3)]
+    [warning] = boundary_warnings(load_study_data(hp_study(sqlite_url, "s", trials, space=space)))
+    assert (warning.param, warning.side, warning.suggested) == ("hidden_units", "high", suggested)
+    assert f"search_space.hidden_units.high: {suggested}." in warning.message
+    assert f"range {low} .. {high}" in warning.message
