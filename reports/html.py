@@ -116,7 +116,8 @@ def _summary_rows(summaries: Sequence[StudySummary]) -> list[tuple[str, list[Any
         ("trials", [_states_text(s) for s in summaries]),
         ("best value", [f"{number_text(s.best.value)} (trial {s.best.number})" if s.best else "none yet" for s in summaries]),
         ("best trial's validation accuracy", [_accuracy_text(s) for s in summaries]),
-        ("best params", [[f"{k} = {number_text(v)}" for k, v in s.best.params.items()] if s.best else "none yet" for s in summaries]),
+        ("best params", [([f"{k} = {number_text(v)}" for k, v in s.best.params.items()] or "none (nothing searched)")
+                         if s.best else "none yet" for s in summaries]),
         ("wall time", [f"{duration_text(s.wall_seconds)} over {s.runs} run{'s' if s.runs != 1 else ''}"
                        if s.runs else duration_text(s.wall_seconds) for s in summaries]),
         ("time in trials", [duration_text(s.trial_seconds) for s in summaries]),
@@ -125,7 +126,16 @@ def _summary_rows(summaries: Sequence[StudySummary]) -> list[tuple[str, list[Any
         ("pruner", [s.pruner for s in summaries]),
         ("search space", [[f"{k}: {v}" for k, v in s.search_space.items()] or "nothing searched" for s in summaries]),
     ]
+    if any(s.infinite for s in summaries):
+        rows.insert(3, ("left out of the figures", [_infinite_text(s) for s in summaries]))
     return rows
+
+
+def _infinite_text(summary: StudySummary) -> str:
+    if not summary.infinite:
+        return "none"
+    numbers = ", ".join(map(str, summary.infinite))
+    return f"trial{'s' if len(summary.infinite) > 1 else ''} {numbers}: complete with an infinite value"
 
 
 def _states_text(summary: StudySummary) -> str:

@@ -60,6 +60,7 @@ class StudySummary:
     runs: int
     search_space: Mapping[str, str]
     config_text: str | None
+    infinite: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,14 +171,16 @@ def summarize(data: StudyData) -> StudySummary:
         runs=len(data.runs),
         search_space=_space_text(data),
         config_text=yaml.safe_dump(data.config.to_dict(), sort_keys=False) if data.config else None,
+        infinite=data.infinite,
     )
 
 
 def best_trial(data: StudyData) -> BestTrial | None:
-    """The best completed trial, or None when no trial completed with a finite value."""
-    if data.complete.empty:
+    """The best completed trial as Optuna ranks them (an infinite value included), or None when
+    no trial completed with a value."""
+    if data.completed.empty:
         return None
-    row = data.complete.iloc[0]
+    row = data.completed.iloc[0]
     params = {name: row[f"params_{name}"] for name in sorted(data.distributions) if f"params_{name}" in row}
     return BestTrial(
         number=int(row["number"]),

@@ -61,12 +61,22 @@ class StudyData:
         return OBJECTIVE_LABELS.get(self.config.study.metric, self.config.study.metric)
 
     @cached_property
-    def complete(self) -> pd.DataFrame:
-        """COMPLETE trials with a finite value, best first."""
+    def completed(self) -> pd.DataFrame:
+        """COMPLETE trials with a value, infinite ones included, best first (as Optuna ranks them)."""
         frame = self.trials[(self.trials["state"] == "COMPLETE")].copy()
         frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
-        frame = frame[np.isfinite(frame["value"])]
+        frame = frame[frame["value"].notna()]
         return frame.sort_values(["value", "number"], ascending=[not self.maximize, True])
+
+    @cached_property
+    def complete(self) -> pd.DataFrame:
+        """COMPLETE trials with a finite value, best first: what the figures draw."""
+        return self.completed[np.isfinite(self.completed["value"])]
+
+    @property
+    def infinite(self) -> tuple[int, ...]:
+        """Numbers of the COMPLETE trials whose value is infinite (left out of the figures)."""
+        return tuple(sorted(int(n) for n in self.completed.loc[~np.isfinite(self.completed["value"]), "number"]))
 
     @cached_property
     def starts(self) -> pd.Series:

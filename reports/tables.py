@@ -148,16 +148,17 @@ def best_record(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def export_text(frame: pd.DataFrame, fmt: str) -> str:
-    """The table as CSV, or as a JSON list of records (NaN as null); int columns as ints."""
+    """The table as CSV, or as a JSON list of records (NaN as null, infinities as "inf" and "-inf"
+    as the CSV writes them); int columns as ints."""
     integers = [column for column in frame.attrs.get(INTEGER_COLUMNS, ()) if column in frame.columns]
     frame = frame.astype({column: "Int64" for column in integers})
     if fmt == "csv":
         return frame.to_csv(index=False)
     records = [
-        {key: json_ready(value) for key, value in record.items()}
+        {key: json_value(value) for key, value in record.items()}
         for record in frame.to_dict(orient="records")
     ]
-    return json.dumps(records, indent=2) + "\n"
+    return json.dumps(records, indent=2, allow_nan=False) + "\n"
 
 
 def export_format(requested: str | None, output: Path | None) -> str:
@@ -192,6 +193,18 @@ def json_ready(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return json_ready(value.item())
     return value
+
+
+def json_value(value: Any) -> Any:
+    """``value`` for a JSON file: as ``json_ready``, but an infinity as the string "inf" or "-inf"
+    (JSON has no number for it, and it is a value, not a missing one)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {key: json_value(item) for key, item in value.items()}
+    return json_ready(value)
 
 
 def is_missing(value: Any) -> bool:

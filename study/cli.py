@@ -423,12 +423,12 @@ def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_best(args: argparse.Namespace, console: Console) -> int:
-    from hpstudy.reports.tables import best_record
+    from hpstudy.reports.tables import best_record, json_value
 
     study = _open_study(args)
     record = best_record(study)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(json_value(record), indent=2, allow_nan=False))
     if record is None:  # not a mistake, but no answer: a script must be able to tell (exit 1, like grep)
         print(f"hpstudy: study '{study.study_name}' has no complete trial yet; `hpstudy list` shows its trials",
               file=sys.stderr)

@@ -197,3 +197,22 @@ def test_a_plain_optuna_study_gets_a_report_that_says_what_is_missing(tmp_path):
     assert "No stored config: this study was not created by hpstudy." in visible
     figures = {key for s in content.sections for p in s.panels if p.figure is not None for key in [p.key]}
     assert {"history", "edf", "importances[plain]", "parallel[plain]", "contour[plain]", "choices[plain]"} <= figures
+
+
+@pytest.mark.parametrize(("direction", "best_number", "best_text"), [("minimize", 3, "-inf (trial 3)"),
+                                                                     ("maximize", 1, "inf (trial 1)")])
+def test_the_best_value_is_optunas_even_when_it_is_infinite_and_the_figures_say_what_they_leave_out(
+        tmp_path, direction, best_number, best_text):
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    created = optuna.create_study(storage=url, study_name="inf", direction=direction)
+    for value in (1.0, float("inf"), 0.5, float("-inf"), 2.0):
+        created.add_trial(optuna.trial.create_trial(value=value, params={"x": value if abs(value) < 9 else 0.0},
+                                                    distributions={"x": optuna.distributions.FloatDistribution(-9, 9)}))
+    assert load(url, "inf").best_trial.number == best_number
+    content = report_content([load(url, "inf")])
+    (summary,) = content.summaries
+    assert (summary.best.number, summary.infinite) == (best_number, (1, 3))
+    assert not [p for s in content.sections for p in s.panels if p.note and p.note.startswith(FAILED_TO_DRAW)]
+    visible = read_page(write_report([load(url, "inf")], tmp_path / "r.html", storage=url).read_text()).visible_text()
+    assert best_text in visible
+    assert "trials 1, 3: complete with an infinite value" in visible

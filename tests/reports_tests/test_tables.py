@@ -64,3 +64,18 @@ def test_a_suffix_naming_a_format_an_export_is_not_is_refused(output):
 def test_a_suffix_naming_the_other_format_is_refused():
     with pytest.raises(UserError, match=r"-o t.csv names CSV but --format is json; drop --format or name the file t.json"):
         export_format("json", Path("t.csv"))
+
+
+def test_infinite_values_are_written_as_the_csv_writes_them_and_best_json_stays_json(tmp_path, capsys):
+    from hpstudy.study.cli import main
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    study = optuna.create_study(storage=url, study_name="inf")
+    for value in (1.0, float("-inf"), float("inf")):
+        study.add_trial(create_trial(value=value, params={"lr": 1.0}, distributions={"lr": FloatDistribution(0.1, 2.0)}))
+    frame = trials_frame(study)
+    assert [row["value"] for row in csv.DictReader(io.StringIO(export_text(frame, "csv")))] == ["1.0", "-inf", "inf"]
+    assert [record["value"] for record in json.loads(export_text(frame, "json"))] == [1.0, "-inf", "inf"]
+    assert main(["best", "--storage", url, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
+    assert (best["trial"], best["value"], best["params"]) == (1, "-inf", {"lr": 1.0})
