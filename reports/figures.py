@@ -418,11 +418,17 @@ def _grid(fig: go.Figure, count: int, columns: int, *, y_title: str) -> int:
 
 
 def _escape_labels(fig: go.Figure) -> None:
-    """Escape the names, axis titles and parallel-coordinate labels of an Optuna figure (they
-    carry study and param names verbatim)."""
+    """Escape every piece of user text in an Optuna figure, which carries study and param names and
+    categorical choices verbatim: trace names, category values (and the axes' category order, so
+    they still match), hover data, tick labels, annotations, axis titles and parallel-coordinate
+    labels."""
     for trace in fig.data:
         if getattr(trace, "name", None):
             trace.name = plotly_text(trace.name)
+        for attribute in ("x", "y", "customdata"):
+            values = getattr(trace, attribute, None)
+            if values is not None and not hasattr(values, "dtype"):  # numeric arrays hold no text
+                setattr(trace, attribute, _escaped(values))
         for dimension in getattr(trace, "dimensions", None) or ():
             dimension.label = plotly_text(dimension.label) if dimension.label else dimension.label
             if dimension.ticktext is not None:
@@ -430,3 +436,19 @@ def _escape_labels(fig: go.Figure) -> None:
     for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
         if axis.title.text:
             axis.title.text = plotly_text(axis.title.text)
+        if axis.ticktext is not None:
+            axis.ticktext = _escaped(axis.ticktext)
+        if axis.categoryarray is not None:
+            axis.categoryarray = _escaped(axis.categoryarray)
+    for annotation in fig.layout.annotations:
+        if annotation.text:
+            annotation.text = plotly_text(annotation.text)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string in it (nested in lists and tuples too) made plotly text."""
+    if isinstance(value, str):
+        return plotly_text(value)
+    if isinstance(value, (list, tuple)):
+        return [_escaped(item) for item in value]
+    return value

@@ -150,11 +150,12 @@ def test_user_strings_never_become_markup(tmp_path):
     assert f"lr{XSS[0]}" not in figure_text
     assert "Search strategies" in visible and "Sweep: final values" in visible, "the new sections show user strings too"
     assert f"{XSS[1]} = {XSS[0]}:" in visible, "a finding names the swept param and value as written"
-    new = {key: fig for key, fig in figures_for([load(url, n) for n in names]).items()
-           if key.startswith(("sweep", "strategies"))}
+    every = figures_for([load(url, n) for n in names])
+    new = {key: fig for key, fig in every.items() if key.startswith(("sweep", "strategies"))}
     assert set(new) == {"strategies", f"sweep[{XSS_SWEEP}]", f"sweep_curves[{XSS_SWEEP}]"}
-    for fig in new.values():
-        assert not [text for text in strings_in(fig.to_plotly_json()) if any(x in text for x in XSS)], "escaped"
+    assert {f"{kind}[{XSS_NAME}]" for kind in ("parallel", "slices", "contour")} <= set(every)
+    for key, fig in every.items():  # Optuna's own plots too: category values, hover data, annotations
+        assert not [text for text in strings_in(fig.to_plotly_json()) if any(x in text for x in XSS)], key
     assert list(new[f"sweep[{XSS_SWEEP}]"].layout.xaxis.ticktext) == [html.escape(s, quote=False) for s in XSS]
 
 
