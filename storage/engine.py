@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
+import os
 import sqlite3
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import optuna
@@ -311,6 +314,8 @@ def open_storage(
                 f"no study database at '{location.sqlite_path}'; "
                 "check --storage, or start a study there with `hpstudy run`"
             )
+        else:
+            build_sqlite_file(location.sqlite_path)
     engine_kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": sqlite_timeout}}
         if location.is_sqlite
@@ -338,6 +343,46 @@ def open_storage(
         tune_sqlite_engine(storage.engine, timeout=sqlite_timeout)
     weakref.finalize(storage, close_engine, storage.engine, fold_log=location.is_sqlite and mode != "read")
     return storage
+
+
+def build_sqlite_file(path: Path) -> None:
+    """Create an empty Optuna database at ``path`` whole or not at all: its tables are built in a
+    hidden file beside it, which is then linked into place. Ctrl-C or kill -9 while Optuna builds
+    them (about a third of a second) used to leave a half-built file that every later command
+    refused. A hidden file left by a killed process is removed here next time."""
+    _remove_abandoned_builds(path)
+    building = path.with_name(f".{path.name}.building-{os.getpid()}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RDBStorage(f"sqlite:///{building}").engine.dispose()
+        try:
+            os.link(building, path)  # never over a file another process has just put there
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(building, path)
+    finally:
+        for leftover in (building, *(building.with_name(building.name + side) for side in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_abandoned_builds(path: Path) -> None:
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.building-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def close_engine(engine: sqlalchemy.Engine, *, fold_log: bool) -> None:

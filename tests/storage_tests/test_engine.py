@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import sqlite3
 import threading
 import time
@@ -139,3 +141,26 @@ def test_a_storage_locked_through_every_retry_is_one_clear_error(tmp_path):
         holder.close()
     storage.set_trial_param(trial_id, "x", 0.5, distribution)  # the lock gone, the storage works again
     assert storage.get_trial(trial_id).params == {"x": 0.5}
+
+
+def test_a_process_killed_while_it_builds_the_database_leaves_none_behind(tmp_path):
+    """kill -9 the moment a new SQLite database (or its build) shows up on disk: never a half-built
+    hpstudy.db (which every later command refused), and the next open creates it whole and clears
+    the abandoned build."""
+    script = ("from hpstudy.storage.engine import open_storage; from hpstudy.storage.urls import parse_storage_url; "
+              "open_storage(parse_storage_url('sqlite:///hpstudy.db'), mode='create')")
+    database = tmp_path / "hpstudy.db"
+    caught = 0
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+        while process.poll() is None and not database.exists() and not list(tmp_path.glob(".hpstudy.db.building-*")):
+            time.sleep(0.0005)
+        process.kill()
+        caught += process.wait() == -9
+        location = parse_storage_url(f"sqlite:///{database}")
+        optuna.create_study(storage=open_storage(location, mode="create"), study_name=f"after-{attempt}")
+        assert optuna.get_all_study_names(f"sqlite:///{database}") == [f"after-{attempt}"]
+        assert not list(tmp_path.glob(".hpstudy.db.building-*"))
+        for leftover in tmp_path.iterdir():
+            leftover.unlink()
+    assert caught, "the process was never caught while it built the database"
