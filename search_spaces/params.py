@@ -49,6 +49,10 @@ class FloatParam:
         """True when ``value`` is a number this range can produce."""
         return _is_number(value) and self.to_distribution()._contains(float(value))  # noqa: SLF001
 
+    def canonical(self, value: Any) -> float:
+        """``value`` (one ``contains`` accepts) as the float a trial of this range holds."""
+        return float(value)
+
     def grid_values(self) -> list[float] | None:
         """The values a grid search walks, or None when the range is continuous."""
         if self.step is None:
@@ -92,6 +96,10 @@ class IntParam:
         """True when ``value`` is an integer this range can produce."""
         return _is_number(value) and float(value).is_integer() and self.to_distribution()._contains(int(value))  # noqa: SLF001
 
+    def canonical(self, value: Any) -> int:
+        """``value`` (one ``contains`` accepts, 64.0 say) as the int a trial of this range holds."""
+        return int(value)
+
     def grid_values(self) -> list[int]:
         """Every integer a grid search walks."""
         return list(range(self.low, self.high + 1, self.step))
@@ -131,6 +139,11 @@ class CategoricalParam:
             _is_number(value) and any(_is_number(c) and value == c for c in self.choices)
         )
 
+    def canonical(self, value: Any) -> Any:
+        """The choice ``value`` stands for (the int 64 for 64.0): what a trial of it holds."""
+        return next((c for c in self.choices if value == c and type(value) is type(c)),
+                    next((c for c in self.choices if _is_number(c) and value == c), value))
+
     def grid_values(self) -> list[Any]:
         """Every choice, in order."""
         return list(self.choices)
@@ -161,6 +174,10 @@ class Fixed:
     def contains(self, value: Any) -> bool:
         """True only for the fixed value itself."""
         return value == self.value
+
+    def canonical(self, value: Any) -> Any:
+        """The fixed value itself."""
+        return self.value
 
     def grid_values(self) -> list[Any]:
         """The one value."""

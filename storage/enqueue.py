@@ -55,6 +55,7 @@ def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> Q
 def _check(space: Any, entry: Any, per_layer_units: bool) -> dict[str, Any]:
     if not isinstance(entry, Mapping) or not entry:
         raise UserError(f"--params: each set must be a non-empty JSON object of param names to values (got {entry!r})")
+    checked = {}
     for name, value in entry.items():
         spec_name = "hidden_units" if per_layer_units and str(name).startswith(PER_LAYER_PREFIX) else name
         if spec_name not in space.searched:
@@ -66,4 +67,5 @@ def _check(space: Any, entry: Any, per_layer_units: bool) -> dict[str, Any]:
         spec = space.specs[spec_name]
         if not spec.contains(value):
             raise UserError(f"--params: {name}={value!r} is outside the study's space ({spec.describe()})")
-    return dict(entry)
+        checked[name] = spec.canonical(value)  # 64.0 runs as the batch size 64, not as a float
+    return checked

@@ -36,3 +36,18 @@ def test_trials_queued_within_the_target_need_no_advice(quick_config, sqlite_url
     assert main(["enqueue", "--study-name", "quick", "--storage", sqlite_url, "--params", '{"lr": 0.02}']) == 0
     out = capsys.readouterr().out
     assert "Queued 1 trial(s)" in out and "raise the target" not in out
+
+
+def test_whole_numbers_written_as_floats_run_as_the_ints_they_are(quick_config, sqlite_url):
+    """JSON's 64.0 for a batch size (a choice) or 3.0 epochs (an int range) is queued as 64 and 3:
+    queued as floats, the trial crashed with a traceback when it built its batches."""
+    run_study(quick_config(study__n_trials=1))
+    enqueue_params(parse_storage_url(sqlite_url), "quick", {"batch_size": 64.0, "epochs": 3.0, "hidden_units": 32.0})
+    result = run_study(quick_config(study__n_trials=2))
+    assert result.finished == 2
+    queued = next(t for t in optuna.load_study(study_name="quick", storage=sqlite_url).get_trials()
+                  if t.user_attrs.get("enqueued"))
+    assert queued.state == TrialState.COMPLETE
+    hyperparams = queued.user_attrs["hyperparams"]
+    assert (hyperparams["batch_size"], hyperparams["epochs"], hyperparams["hidden_units"]) == (64, 3, [32])
+    assert all(type(value) is int for value in (hyperparams["batch_size"], hyperparams["epochs"], *hyperparams["hidden_units"]))
