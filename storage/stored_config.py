@@ -112,9 +112,10 @@ class RunRecord:
     ended: str | None = None
     stop_reason: str | None = None
     trials: int | None = None
+    pack: int = 1  # trials trained at once
 
     @classmethod
-    def start(cls, study: optuna.Study, *, sampler_seed: int, device: str, target: int) -> RunRecord:
+    def start(cls, study: optuna.Study, *, sampler_seed: int, device: str, target: int, pack: int = 1) -> RunRecord:
         """Write the record of a run that starts now."""
         now = _utc_now()
         record = cls(
@@ -128,6 +129,7 @@ class RunRecord:
             device=device,
             target=target,
             hpstudy_version=__version__,
+            pack=pack,
         )
         record._write(study)
         return record

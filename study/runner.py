@@ -222,7 +222,7 @@ def _optimize(
     target = cfg.study.n_trials
     started = time.perf_counter()
     device_name = describe_device(device)
-    run_record = RunRecord.start(study, sampler_seed=seed, device=device_name, target=target)
+    run_record = RunRecord.start(study, sampler_seed=seed, device=device_name, target=target, pack=cfg.train.pack)
     if observer is not None:
         observer.started(study, target=target, finished=_n_finished(study), device=device_name)
     stop_reason = "target reached"

@@ -128,10 +128,13 @@ def _start_worker(cfg: StudyConfig, index: int, device: str, *, threads: int) ->
         "--worker-index", str(index + 1),
         "--device", device,
         "--n-trials", str(cfg.study.n_trials),
+        "--pack", str(cfg.train.pack),
         "--quiet",
     ]
     if cfg.study.timeout is not None:
         command += ["--timeout", str(cfg.study.timeout)]
+    if cfg.study.budget_epochs is not None:
+        command += ["--budget-epochs", str(cfg.study.budget_epochs)]
     env = {**os.environ, STORAGE_ENV: cfg.storage, "OMP_NUM_THREADS": str(threads)}  # PyTorch's thread count
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
 

@@ -126,3 +126,20 @@ def test_enqueue_refuses_params_outside_the_space(tmp_path, monkeypatch, capsys)
         assert message in err and err.count("\n") == 1, (params, err)
     study = optuna.load_study(study_name="q", storage=f"sqlite:///{tmp_path / 'hpstudy.db'}")
     assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_resume_with_workers_passes_on_the_epoch_budget_and_the_pack(tmp_path):
+    """resume --workers 2 --budget-epochs N --pack 2: the workers train to the new budget, packed
+    (they used to read both from the stored config: 0 trials, unpacked)."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    config = write_config(tmp_path, "wb", 40)
+    first = run_cli("run", str(config), "--budget-epochs", "3", "--no-report", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = sum(t.user_attrs["epochs_run"] for t in optuna.load_study(study_name="wb", storage=url).get_trials())
+    result = run_cli("resume", "--study-name", "wb", "--storage", url, "--workers", "2", "--budget-epochs", "12",
+                     "--pack", "2", "--no-report", cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="wb", storage=url)
+    assert sum(t.user_attrs["epochs_run"] for t in study.get_trials()) >= 12 > before
+    workers = recorded_runs(study)[1:]
+    assert len(workers) == 2 and {run["pack"] for run in workers} == {2}
