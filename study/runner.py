@@ -82,13 +82,20 @@ class RunResult:
     best_model: Path | None = None  # ``train.keep_best_model``'s file, once there is one
     budget_epochs: int | None = None  # ``study.budget_epochs``
     epochs_run: int = 0  # by the study's finished trials, all runs together
+    stored_limits: tuple[int, int | None] | None = None  # the stored config's n_trials and budget_epochs
 
     def more_work_flag(self) -> str:
-        """The ``resume`` flag that lets a study stopped by its epoch budget go on: the budget
-        raised by as much again; empty for any other stop (a timeout counts per run)."""
-        if self.stop_reason != "epoch budget spent" or self.budget_epochs is None:
-            return ""
-        return f" --budget-epochs {self.epochs_run + self.budget_epochs}"
+        """The ``resume`` flags that go on with this run's work: its target and budget where they
+        differ from the stored config's (``--n-trials`` and ``--budget-epochs`` count for one run),
+        and for a study stopped by its epoch budget, that budget raised by as much again. A
+        timeout counts per run, so it needs none."""
+        stored_target, stored_budget = self.stored_limits or (self.target, self.budget_epochs)
+        flags = f" --n-trials {self.target}" if self.target != stored_target else ""
+        if self.stop_reason == "epoch budget spent" and self.budget_epochs is not None:
+            flags += f" --budget-epochs {self.epochs_run + self.budget_epochs}"
+        elif self.budget_epochs is not None and self.budget_epochs != stored_budget:
+            flags += f" --budget-epochs {self.budget_epochs}"
+        return flags
 
     @property
     def interrupted(self) -> bool:
@@ -284,7 +291,14 @@ def _optimize(
         best_model=best_model_file(cfg, location, study),
         budget_epochs=cfg.study.budget_epochs,
         epochs_run=epochs_run(study.get_trials(deepcopy=False)),
+        stored_limits=stored_limits(study),
     )
+
+
+def stored_limits(study: optuna.Study) -> tuple[int, int | None]:
+    """The stored config's ``n_trials`` and ``budget_epochs``: what a plain ``resume`` runs to."""
+    stored = stored_config(study).study
+    return stored.n_trials, stored.budget_epochs
 
 
 def best_model_file(cfg: StudyConfig, location: StorageLocation, study: optuna.Study) -> Path | None:

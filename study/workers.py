@@ -35,6 +35,7 @@ from hpstudy.study.runner import (
     create_if_missing,
     epochs_run,
     prepare_run,
+    stored_limits,
     why_study_stopped,
 )
 
@@ -98,6 +99,7 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
         best_model=best_model_file(cfg, location, study),
         budget_epochs=cfg.study.budget_epochs,
         epochs_run=epochs_run(study.get_trials(deepcopy=False)),
+        stored_limits=stored_limits(study),
     )
 
 

@@ -210,3 +210,24 @@ def test_killed_pack_resumes_its_trials_from_their_checkpoints(tmp_path, worker_
     for trial in resumed.values():
         assert trial.user_attrs[trial_attrs.RESUMED_FROM]["epoch"] >= 1
         assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 30
+
+
+def test_the_resume_an_interrupted_run_prints_keeps_its_own_target_and_budget(tmp_path):
+    """SIGTERM a `resume --n-trials 3 --budget-epochs 500` of a 1-trial study: the printed resume
+    (one line even in a log) carries both, so run as printed it trains to 3 trials, not to the
+    stored 1 (which left the queued retry waiting for ever)."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    assert run_cli("run", str(slow_config(tmp_path, name="more", n_trials=1, epochs=40)), "--no-report",
+                   cwd=tmp_path).returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "resume", "--study-name", "more",
+                                "--n-trials", "3", "--budget-epochs", "500", "--no-report"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: checkpoint_files(tmp_path, "more"))
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    hint = next(line for line in out.splitlines() if "Continue with: " in line).split("Continue with: ")[1]
+    assert hint == f"hpstudy resume --study-name more --storage {url} --n-trials 3 --budget-epochs 500"
+    resumed = run_cli(*hint.split()[1:], "--no-report", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sum(t.state in FINISHED for t in trials(url, "more")) == 3
