@@ -90,7 +90,7 @@ class PackedRun:
         device: torch.device,
         backend: Any,
         worker: dict[str, Any],
-        reason_to_stop: Callable[[optuna.Study], str | None],
+        reason_to_stop: Callable[..., str | None],
         callbacks: list[TrialCallback],
         checkpoints: CheckpointStore | None = None,
         writer: CheckpointWriter | None = None,
@@ -133,7 +133,8 @@ class PackedRun:
 
     def _fill(self) -> None:
         while self.stop_reason is None and len(self.held) < self.cfg.train.pack:
-            reason = self.reason_to_stop(self.study)
+            in_progress = sum(entry.member.epoch for entry in self.held.values())
+            reason = self.reason_to_stop(self.study, epochs_in_progress=in_progress)
             if reason is not None:
                 self.stop_reason = reason
                 return

@@ -465,15 +465,17 @@ class _StopRule:
         """The rule for ``cfg``'s target and epoch budget."""
         return cls(target=cfg.study.n_trials, budget_epochs=cfg.study.budget_epochs)
 
-    def reason_to_stop(self, study: optuna.Study) -> str | None:
-        """Why the study should start no further trial, or None."""
+    def reason_to_stop(self, study: optuna.Study, *, epochs_in_progress: int = 0) -> str | None:
+        """Why the study should start no further trial, or None. ``epochs_in_progress``: epochs
+        trained so far by this process's running trials (a pack's members), spent as much as the
+        finished trials' epochs: a pack starts no trial once they reach the budget together."""
         trials = study.get_trials(deepcopy=False)
         active = sum(1 for t in trials if t.state in (*FINISHED_STATES, TrialState.RUNNING))
         if active >= self.target:
             return "target reached"
         if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
             return "grid exhausted"
-        if self.budget_epochs is not None and epochs_run(trials) >= self.budget_epochs:
+        if self.budget_epochs is not None and epochs_run(trials) + epochs_in_progress >= self.budget_epochs:
             return "epoch budget spent"
         return None
 

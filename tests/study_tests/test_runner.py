@@ -295,3 +295,20 @@ def test_an_interrupt_before_the_objective_has_the_trial_still_queues_it_again(t
     states = [t.state for t in real.trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
     assert trial_attrs.lineage(real.trials[3]) == 2
+
+
+def test_a_pack_starts_no_trial_once_its_running_and_finished_epochs_reach_the_budget(quick_config):
+    """Four queued trials of 1, 8, 8 and 8 epochs packed together with a budget of 4 epochs: when
+    the 1-epoch trial ends, the other three have trained an epoch each, so the budget is spent and
+    no fifth trial starts (counting finished trials only, the pack went on starting trials)."""
+    from hpstudy.storage.enqueue import enqueue_params
+    from hpstudy.study.runner import create_if_missing
+
+    cfg = quick_config(study__n_trials=20, study__budget_epochs=4, train__pack=4, study__pruner={"name": "none"},
+                       search_space={**QUICK_SPACE, "epochs": {"low": 1, "high": 8}})
+    create_if_missing(open_storage(parse_storage_url(cfg.storage), mode="create"), cfg)
+    enqueue_params(parse_storage_url(cfg.storage), "quick", [{"epochs": e} for e in (1, 8, 8, 8)])
+    result = run_study(cfg)
+    assert result.stop_reason == "epoch budget spent"
+    finished = optuna.load_study(study_name="quick", storage=cfg.storage).get_trials()
+    assert sorted(t.user_attrs[trial_attrs.EPOCHS_RUN] for t in finished) == [1, 8, 8, 8]
