@@ -335,7 +335,7 @@ def test_interrupt_while_the_pack_asks_for_a_trial_fails_and_requeues_that_one_t
     backend = open_storage(parse_storage_url(cfg.storage), mode="create")
     study = optuna.create_study(study_name="quick", storage=backend, sampler=CtrlCOnTheThirdTrial(seed=0))
     packed = PackedRun(study, cfg, load_splits(cfg.data, seed=0), device=torch.device("cpu"), backend=backend,
-                       worker=WorkerIdentity.current().to_dict(), reason_to_stop=lambda _study: None, callbacks=[])
+                       worker=WorkerIdentity.current().to_dict(), reason_to_stop=lambda _study, **_counts: None, callbacks=[])
     with pytest.raises(KeyboardInterrupt):
         packed.run()
     trials = study.get_trials()
