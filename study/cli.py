@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpstudy: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `hpstudy best --json | head -3`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return EXIT_OK
     except Exception:  # a bug or a broken environment, not a user mistake: show where
         traceback.print_exc()
         print("hpstudy: failed; finished trials are kept in the storage", file=sys.stderr)

@@ -237,3 +237,16 @@ def test_resume_print_config_shows_the_stored_config_with_new_limits(tmp_path, c
     cfg = load_config(tmp_path / "stored.yaml")
     assert cfg.study.n_trials == 9 and cfg.search_space.to_dict()["dropout"] == 0.1
     assert len(optuna.load_study(study_name="digits-mlp-quick", storage=url).trials) == 4  # nothing ran
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`hpstudy best --json | head -1`: the reader closes the pipe before hpstudy writes, which
+    printed a BrokenPipeError traceback and 'failed' (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    optuna.create_study(storage=url, study_name="p").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    process = subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "best", "--storage", url, "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before the interpreter has even started hpstudy
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "failed" not in err
