@@ -345,7 +345,9 @@ def _worker_flags(command: argparse.ArgumentParser) -> None:
 def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.console import ProgressView
     from hpstudy.study.runner import resume_study
+    from hpstudy.study.workers import end_with_supervisor
 
+    end_with_supervisor()
     index = args.worker_index if args.worker_index is not None else os.getpid()
     view = None if args.quiet else ProgressView(console)
     try:

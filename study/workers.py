@@ -9,6 +9,7 @@ worker, which ends its trial as failed and queues it again, as a single run woul
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -40,6 +41,8 @@ from hpstudy.study.runner import (
 )
 
 STORAGE_ENV = "HPSTUDY_STORAGE"  # the storage URL reaches workers here, never on a command line
+SUPERVISOR_ENV = "HPSTUDY_SUPERVISOR_PID"  # a worker started by `run --workers` ends when this process dies
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 POLL_SECONDS = 0.5
 EXIT_TERMINATED = 143
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -137,8 +140,22 @@ def _start_worker(cfg: StudyConfig, index: int, device: str, *, threads: int) ->
         command += ["--timeout", str(cfg.study.timeout)]
     if cfg.study.budget_epochs is not None:
         command += ["--budget-epochs", str(cfg.study.budget_epochs)]
-    env = {**os.environ, STORAGE_ENV: cfg.storage, "OMP_NUM_THREADS": str(threads)}  # PyTorch's thread count
+    env = {**os.environ, STORAGE_ENV: cfg.storage, "OMP_NUM_THREADS": str(threads),  # PyTorch's thread count
+           SUPERVISOR_ENV: str(os.getpid())}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def end_with_supervisor() -> None:
+    """In a worker that ``run --workers`` started: be sent SIGTERM when that process dies (Linux),
+    so that kill -9 on it never leaves its workers training unseen; the SIGTERM ends the worker's
+    trial as failed and queues it again. Ends at once if the supervisor has already gone."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(supervisor):  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -231,3 +232,30 @@ def test_the_resume_an_interrupted_run_prints_keeps_its_own_target_and_budget(tm
     resumed = run_cli(*hint.split()[1:], "--no-report", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert sum(t.state in FINISHED for t in trials(url, "more")) == 3
+
+
+def test_kill_9_on_run_workers_ends_its_workers_too(tmp_path):
+    """kill -9 on `run --workers 2` (no chance to pass anything on): its workers are sent SIGTERM
+    by the kernel, end their trials as failed and queue them again; none trains on unseen."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    config = slow_config(tmp_path, name="orphan", n_trials=8, epochs=400)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpstudy.study.cli", "run", str(config), "--workers", "2", "--no-report"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: sum(t.state == TrialState.RUNNING for t in trials(url, "orphan")) == 2, timeout=180)
+    workers = {t.user_attrs[trial_attrs.WORKER]["pid"] for t in trials(url, "orphan") if t.state == TrialState.RUNNING}
+    process.kill()
+    process.wait()
+    wait_until(lambda: TrialState.RUNNING not in [t.state for t in trials(url, "orphan")], timeout=90)
+    states = [t.state for t in trials(url, "orphan")]
+    assert states.count(TrialState.FAIL) == 2 and states.count(TrialState.WAITING) == 2
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
+
+    wait_until(lambda: all(gone(pid) for pid in workers), timeout=60)
