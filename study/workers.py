@@ -79,7 +79,7 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
     storage = open_storage(location, mode="create")
     create_if_missing(storage, cfg)
     study = optuna.load_study(study_name=cfg.study.name, storage=storage)
-    before = len(study.get_trials(deepcopy=False))
+    ended_before = _ended(study)  # queued trials are not: this run may be the one to train them
     started = time.perf_counter()
     if observer is not None:
         finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
@@ -87,7 +87,7 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
     processes: list[subprocess.Popen[bytes]] = []
     with _forwarded_signals(processes) as received:
         _start_workers(cfg, plan, processes, received)
-        _supervise(processes, study, observer, seen={t.number for t in study.get_trials(deepcopy=False)})
+        _supervise(processes, study, observer, seen=ended_before)
     stop_reason = _why_workers_stopped(cfg, processes, study, received=received)
     return RunResult(
         study_name=cfg.study.name,
@@ -95,7 +95,7 @@ def run_workers(cfg: StudyConfig, plan: WorkerPlan, *, observer: RunObserver | N
         counts=count_states(study),
         target=cfg.study.n_trials,
         best_trial=best_trial_of(study),
-        trials_this_run=len(study.get_trials(deepcopy=False)) - before,
+        trials_this_run=len(_ended(study) - ended_before),
         wall_seconds=time.perf_counter() - started,
         device=", ".join(plan.devices),
         stop_reason=stop_reason,
@@ -201,11 +201,16 @@ def _why_workers_stopped(
     return why_study_stopped(cfg, study)
 
 
+def _ended(study: optuna.Study) -> set[int]:
+    """Numbers of the trials that have ended: complete, pruned or failed."""
+    return {t.number for t in study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.FAIL))}
+
+
 def _report_new(study: optuna.Study, observer: RunObserver | None, seen: set[int]) -> set[int]:
     if observer is None:
         return seen
     done = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.FAIL))
-    for trial in sorted(done, key=lambda t: t.number):
+    for trial in sorted(done, key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number)):
         if trial.number not in seen:
             observer.trial_finished(study, trial)
     return seen | {t.number for t in done}

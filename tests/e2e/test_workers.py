@@ -143,3 +143,19 @@ def test_resume_with_workers_passes_on_the_epoch_budget_and_the_pack(tmp_path):
     assert sum(t.user_attrs["epochs_run"] for t in study.get_trials()) >= 12 > before
     workers = recorded_runs(study)[1:]
     assert len(workers) == 2 and {run["pack"] for run in workers} == {2}
+
+
+def test_workers_report_and_count_the_queued_trials_they_train(tmp_path):
+    """Queued trials that two workers train are shown as they end and counted as this run's (they
+    were taken as already seen: left out of the progress and counted even when not trained)."""
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    assert run_cli("run", str(write_config(tmp_path, "wq", 1)), "--no-report", cwd=tmp_path).returncode == 0
+    queued = run_cli("enqueue", "--study-name", "wq", "--storage", url, "--params",
+                     '[{"lr": 0.01, "batch_size": 32}, {"lr": 0.02, "batch_size": 64}]', cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    result = run_cli("resume", "--study-name", "wq", "--storage", url, "--workers", "2", "--n-trials", "3",
+                     "--no-report", cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("trial 1 ") for line in lines) and any(line.startswith("trial 2 ") for line in lines)
+    assert "2 trials this run" in result.stdout
