@@ -23,7 +23,7 @@ import torch
 
 from hpstudy.study.errors import UserError
 
-DEFAULT_CHECKPOINT_DIR = "hpstudy-checkpoints"
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_SUFFIX = ".pt"
 BEST_MODEL_NAME = "best-model.pt"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -37,12 +37,15 @@ def safe_name(text: str) -> str:
 
 def checkpoint_root(checkpoint_dir: str | None, sqlite_path: Path | None) -> Path:
     """Where a study's checkpoints go: ``checkpoint_dir`` when set, else ``<file>.checkpoints``
-    beside a SQLite store, else ``./hpstudy-checkpoints`` (for a database server)."""
+    beside a SQLite store, else (for a database server) this user's state folder,
+    ``$XDG_STATE_HOME/hpstudy/checkpoints`` (``~/.local/state/...``): the same from whichever
+    folder a run, a resume or a delete starts."""
     if checkpoint_dir is not None:
         return Path(checkpoint_dir).expanduser().resolve()
     if sqlite_path is not None:
         return sqlite_path.with_name(sqlite_path.name + ".checkpoints")
-    return Path(DEFAULT_CHECKPOINT_DIR).resolve()
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home).expanduser().resolve() / "hpstudy" / DEFAULT_CHECKPOINT_DIR
 
 
 @dataclass(frozen=True)

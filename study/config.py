@@ -165,7 +165,7 @@ class TrainSection(_Section):
     channels-last CNNs (``auto``: on CUDA), early stopping, LR schedule, checkpoints
     (``checkpoint_every`` epochs, or None: as often as 2 % of the training time allows;
     ``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
-    ``./hpstudy-checkpoints``)."""
+    ``$XDG_STATE_HOME/hpstudy/checkpoints``, ``~/.local/state/...``)."""
 
     device: str = "auto"
     eval_batch_size: PositiveInt = 4096

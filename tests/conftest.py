@@ -13,6 +13,13 @@ import pytest
 
 from hpstudy.study.config import StudyConfig, load_config
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Checkpoints of studies on a database server go to ``$XDG_STATE_HOME``: a folder of the test
+    session's own, for its processes too, never the user's."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 #: A space small enough that a trial takes a fraction of a second on digits.
 QUICK_SPACE: dict[str, Any] = {
     "lr": {"low": 1e-3, "high": 1e-1, "log": True},

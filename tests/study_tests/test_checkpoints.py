@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import signal
+from pathlib import Path
 
 import optuna
 import pytest
@@ -70,10 +71,16 @@ def test_store_paths_and_lineages(tmp_path):
     assert list(store.lineages()) == [11]
 
 
-def test_checkpoint_root_defaults(tmp_path):
+def test_checkpoint_root_defaults(tmp_path, monkeypatch):
     assert checkpoint_root(None, tmp_path / "s.db") == tmp_path / "s.db.checkpoints"
     assert checkpoint_root(str(tmp_path / "ck"), tmp_path / "s.db") == tmp_path / "ck"
-    assert checkpoint_root(None, None).name == "hpstudy-checkpoints"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for folder in (tmp_path, tmp_path / "s.db.checkpoints"):  # a database server's: the same from any folder
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        assert checkpoint_root(None, None) == tmp_path / "state" / "hpstudy" / "checkpoints"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert checkpoint_root(None, None) == Path.home() / ".local" / "state" / "hpstudy" / "checkpoints"
 
 
 class InterruptAt:
