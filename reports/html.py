@@ -9,6 +9,7 @@ it can close the element) and a short script draws them. Nothing on the page loa
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -30,13 +31,27 @@ from hpstudy.reports.sections import ReportContent, report_content
 from hpstudy.study import __version__
 
 FIGURES_ELEMENT_ID = "hpstudy-figures"
+MAX_STEM = 120  # characters of study names in a report file name
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 
 def default_report_path(study_names: Sequence[str]) -> Path:
-    """``hpstudy-report-NAME.html`` in the current directory (names joined with ``-vs-``)."""
-    stem = "-vs-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", name) for name in study_names)[:120]
-    return Path(f"hpstudy-report-{stem or 'studies'}.html")
+    """``hpstudy-report-NAME.html`` in the current directory (names joined with ``-vs-``). A name
+    that is not already a plain file name (a space, a slash, markup) is cleaned and given a short
+    hash of itself, so that two studies never share a report file ('a b' and 'a_b')."""
+    stem = "-vs-".join(_file_stem(name) for name in study_names) or "studies"
+    if len(stem) > MAX_STEM:
+        stem = f"{stem[:MAX_STEM - 9]}-{_short_hash(chr(10).join(study_names))}"
+    return Path(f"hpstudy-report-{stem}.html")
+
+
+def _file_stem(name: str) -> str:
+    cleaned = re.sub(r"[^\w.-]+", "_", name).strip("._") or "study"
+    return cleaned if cleaned == name else f"{cleaned}-{_short_hash(name)}"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def write_report(studies: Sequence[optuna.Study], path: Path, *, storage: str) -> Path:

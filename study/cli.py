@@ -479,7 +479,8 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     location = parse_storage_url(args.storage)
     if args.all and args.study_name:
         raise UserError("give --all or --study-name, not both")
-    names = existing_study_names(location) if args.all else args.study_name or [pick_study_name(location, None)]
+    names = existing_study_names(location) if args.all else list(dict.fromkeys(args.study_name)) or [
+        pick_study_name(location, None)]  # a name given twice is one study
     if not names:
         raise UserError(f"no study in {location.display()}; start one with `hpstudy run` or pass --storage")
     studies = [load_existing_study(location, name) for name in names]

@@ -70,6 +70,13 @@ def test_report_compares_two_studies(two_studies):
     assert {"Best Value of tpe", "Best Value of random"} <= {t.get("name") for t in history["data"]}
 
 
+def test_a_study_named_twice_is_reported_once(two_studies):
+    result = run_cli("report", "--study-name", "tpe", "--study-name", "tpe", cwd=two_studies)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Report: hpstudy-report-tpe.html"
+    assert "hpstudy report: tpe" in read_page((two_studies / "hpstudy-report-tpe.html").read_text()).visible_text()
+
+
 def test_report_all_to_a_chosen_path(two_studies, monkeypatch):
     monkeypatch.chdir(two_studies)  # in process, as the tests below: the test above runs a real `report`
     assert main(["report", "--all", "-o", "all.html"]) == 0

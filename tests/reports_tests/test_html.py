@@ -178,8 +178,17 @@ def test_sweep_report_shows_final_values_findings_and_curves_per_study(sweep_url
 
 def test_default_report_path_keeps_only_safe_characters():
     assert default_report_path(["digits-mlp"]) == Path("hpstudy-report-digits-mlp.html")
-    assert default_report_path(["a", "b c"]) == Path("hpstudy-report-a-vs-b_c.html")
-    assert default_report_path([XSS[0]]) == Path("hpstudy-report-_script_alert_1_script_.html")
+    assert default_report_path(["a", "b_c"]) == Path("hpstudy-report-a-vs-b_c.html")
+    assert default_report_path([XSS[0]]).name.startswith("hpstudy-report-script_alert_1_script-")
+    assert default_report_path(["研究"]) == Path("hpstudy-report-研究.html")  # letters of any script stay
+
+
+def test_studies_whose_names_clean_to_the_same_file_name_get_reports_of_their_own():
+    names = ["a b", "a_b", "a/b", "a:b", "研究", "实验", "x" * 200, "x" * 201]
+    paths = [default_report_path([name]) for name in names]
+    assert len(set(paths)) == len(names)
+    assert paths[1] == Path("hpstudy-report-a_b.html") and paths[0].name.startswith("hpstudy-report-a_b-")
+    assert all(len(path.name) < 160 and "/" not in path.name for path in paths)
 
 
 def test_a_plain_optuna_study_gets_a_report_that_says_what_is_missing(tmp_path):
