@@ -74,11 +74,13 @@ def learning_curves(data: StudyData, *, max_curves: int = MAX_CURVES, best_curve
     """Validation loss per epoch of every trial, or of a sample when there are more than ``max_curves``."""
     curves = data.curves.dropna(subset=["val_loss"])
     if curves.empty:
-        note = (
-            "The study has no trials yet."
-            if data.trials.empty
-            else "No trial recorded a learning curve (the trials were not run by hpstudy, or ended before their first epoch)."
-        )
+        if data.trials.empty:
+            note = "The study has no trials yet."
+        elif not data.curves.empty:
+            note = ("No curve to draw: every epoch the trials recorded ended with a validation loss that is not a "
+                    "finite number (they diverged).")
+        else:
+            note = "No trial recorded a learning curve (the trials were not run by hpstudy, or ended before their first epoch)."
         return LearningCurves(data.name, (), None, 0, note=note)
     by_trial = curves.pivot_table(index="trial", columns="epoch", values="val_loss", aggfunc="first")
     states = data.curves.groupby("trial")["state"].first()

@@ -91,6 +91,7 @@ def render_report(content: ReportContent, *, storage: str) -> str:
         summary_rows=_summary_rows(content.summaries),
         savings=[_savings_row(s) for s in content.savings],
         advice=_advice(content),
+        any_completed=any(summary.best is not None for summary in content.summaries),
         configs=[(s.name, s.config_text) for s in content.summaries if s.config_text],
         sections=sections,
         plotly_js=_inline_script(get_plotlyjs()),

@@ -19,6 +19,8 @@ EXPLAINED = {
     "one-trial": ["Importances need at least 10 completed trials", "A contour needs at least 3 completed trials"],
     "one-param": ["Only one parameter (lr) is searched; this plot needs 2."],
     "fixed-only": ["No parameter was searched: every trial used the same fixed values"],
+    "diverged-at-once": ["No curve to draw: every epoch the trials recorded ended with a validation loss that is not "
+                         "a finite number (they diverged).", "Nothing to suggest yet: suggestions need completed trials."],
 }
 
 
@@ -51,6 +53,13 @@ def add_edge_studies(url: str) -> list[str]:
         "fixed-only",
         [hp_trial({}, {}, val_loss=falling(2.0, 0.2 + i / 50, 4)) for i in range(4)],
         space={"lr": 0.01, "dropout": 0.2},
+    )
+    hp_study(
+        url,
+        "diverged-at-once",
+        [hp_trial({"lr": 0.09, "dropout": 0.1 * i}, dists, val_loss=[None], epochs_requested=8, state=TrialState.PRUNED)
+         for i in range(2)],
+        space=space,
     )
     return list(EXPLAINED)
 

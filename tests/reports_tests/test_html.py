@@ -126,7 +126,8 @@ def test_edge_cases_side_by_side_in_one_report(edge_url, tmp_path):
     assert [s.name for s in content.summaries] == names
     assert not [p for s in content.sections for p in s.panels if p.note and p.note.startswith(FAILED_TO_DRAW)]
     history = next(s for s in content.sections if s.key == "history")
-    assert history.panels[0].note == "Not shown: 'empty' (no completed trial), 'nothing-completed' (no completed trial)."
+    assert history.panels[0].note == ("Not shown: 'empty' (no completed trial), 'nothing-completed' (no completed "
+                                      "trial), 'diverged-at-once' (no completed trial).")
 
 
 def test_user_strings_never_become_markup(tmp_path):
@@ -203,6 +204,7 @@ def test_a_plain_optuna_study_gets_a_report_that_says_what_is_missing(tmp_path):
     assert summary.sampler == "not recorded (the study was not created by hpstudy)"
     visible = read_page(write_report([load(url, "plain")], tmp_path / "r.html", storage=url).read_text()).visible_text()
     assert "No trial recorded a learning curve (the trials were not run by hpstudy" in visible
+    assert "Nothing to suggest yet" not in visible  # its trials completed
     assert "The trials record no epoch counts (they were not run by hpstudy)" in visible
     assert "No stored config: this study was not created by hpstudy." in visible
     figures = {key for s in content.sections for p in s.panels if p.figure is not None for key in [p.key]}
