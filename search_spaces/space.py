@@ -16,6 +16,16 @@ from hpstudy.search_spaces.params import Fixed, ParamSpec, grid_of, parse_spec
 from hpstudy.study.errors import UserError, did_you_mean
 
 
+#: Params that change a trial only when another param takes one of some values.
+ACTS_ONLY_WITH: Mapping[str, tuple[str, tuple[str, ...]]] = MappingProxyType({
+    "momentum": ("optimizer", ("sgd", "rmsprop")),
+    "init_std": ("initializer", ("normal",)),
+    "lr_reference_batch": ("lr_scaling", ("linear",)),
+})
+#: Params only a CNN uses.
+CNN_ONLY = ("channels", "kernel_size", "stride", "n_conv")
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """What a study may try. Parameters not named take their catalog default."""
@@ -60,6 +70,23 @@ class SearchSpace:
     def searched(self) -> tuple[str, ...]:
         """Names of the parameters that vary between trials."""
         return tuple(name for name, spec in self.specs.items() if not isinstance(spec, Fixed))
+
+    def inert(self, *, model_kind: str, variants: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+        """Why each searched param that can change no trial of this space is inert, in words:
+        ``momentum`` where no optimizer that uses it is ever tried, ``channels`` for an MLP... Its
+        values are still drawn and stored, and the report would rank a param that did nothing."""
+        reasons = []
+        for name in self.searched:
+            if name in CNN_ONLY and model_kind != "cnn":
+                reasons.append(f"{name} is searched, but only a CNN uses it and model.kind is {model_kind}")
+            if name in ACTS_ONLY_WITH:
+                other, wanted = ACTS_ONLY_WITH[name]
+                tried = {*(self.spec(other).grid_values() or ()),
+                         *(bundle[other] for bundle in (variants or {}).values() if other in bundle)}
+                if not tried & set(wanted):
+                    reasons.append(f"{name} is searched, but only {other} {' or '.join(wanted)} uses it, which no "
+                                   f"trial of this space tries")
+        return tuple(reasons)
 
     def spec(self, name: str) -> ParamSpec:
         """The spec of ``name``: the configured one, or the catalog default as a fixed value."""

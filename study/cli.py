@@ -253,6 +253,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             "their seeds; give a param a range (e.g. lr: {low: 0.0001, high: 0.1, log: true}) or start "
             "from a preset (preset: default)", highlight=False,
         )
+    for reason in cfg.search_space.inert(model_kind=cfg.model.kind, variants=cfg.variants):
+        console.print(f"Note: {reason}: it changes nothing; leave it out of search_space", highlight=False)
     if args.workers != 1 or args.devices:
         return _run_workers(console, cfg, args)
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)

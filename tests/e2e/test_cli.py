@@ -112,6 +112,10 @@ def test_a_space_that_searches_nothing_is_pointed_out(tmp_path, monkeypatch, cap
     assert main(["run", "fixed.yaml", "--no-report", "--study-name", "searched",
                  "--set", "search_space.lr={low: 0.001, high: 0.1, log: true}"]) == 0
     assert "searches nothing" not in capsys.readouterr().out
+    assert main(["run", "fixed.yaml", "--no-report", "--study-name", "inert",
+                 "--set", "search_space.momentum={low: 0.5, high: 0.9}"]) == 0
+    assert ("Note: momentum is searched, but only optimizer sgd or rmsprop uses it, which no trial of this space "
+            "tries: it changes nothing; leave it out of search_space") in capsys.readouterr().out
 
 
 def test_spaces_lists_every_preset_with_ranges(capsys):

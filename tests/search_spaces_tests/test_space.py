@@ -113,3 +113,27 @@ def test_linear_lr_scaling():
     assert Hyperparams.from_flat({"lr": 0.01, "batch_size": 256}).effective_lr == 0.01
     scaled = Hyperparams.from_flat({"lr": 0.01, "batch_size": 256, "lr_scaling": "linear", "lr_reference_batch": 64})
     assert scaled.effective_lr == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize(("space", "kind", "variants", "reason"), [
+    ({"momentum": {"low": 0.5, "high": 0.9}, "optimizer": "adam"}, "mlp", None,
+     "momentum is searched, but only optimizer sgd or rmsprop uses it"),
+    ({"momentum": {"low": 0.5, "high": 0.9}}, "mlp", None, "momentum is searched"),  # the default optimizer is adam
+    ({"init_std": {"low": 0.01, "high": 1.0, "log": True}, "initializer": ["xavier_uniform", "orthogonal"]}, "mlp", None,
+     "init_std is searched, but only initializer normal uses it"),
+    ({"lr_reference_batch": [32, 256]}, "mlp", None, "lr_reference_batch is searched, but only lr_scaling linear"),
+    ({"channels": [8, 16]}, "mlp", None, "channels is searched, but only a CNN uses it and model.kind is mlp"),
+])
+def test_a_searched_param_that_changes_no_trial_is_named(space, kind, variants, reason):
+    (found,) = SearchSpace.from_dict(space).inert(model_kind=kind, variants=variants)
+    assert found.startswith(reason)
+
+
+@pytest.mark.parametrize(("space", "kind", "variants"), [
+    ({"momentum": {"low": 0.5, "high": 0.9}, "optimizer": ["adam", "sgd"]}, "mlp", None),
+    ({"momentum": {"low": 0.5, "high": 0.9}, "variant": ["a", "b"]}, "mlp", {"a": {"optimizer": "sgd"}, "b": {}}),
+    ({"init_std": {"low": 0.01, "high": 1.0, "log": True}, "initializer": "normal"}, "mlp", None),
+    ({"channels": [8, 16]}, "cnn", None),
+])
+def test_a_param_some_trial_uses_is_not(space, kind, variants):
+    assert SearchSpace.from_dict(space).inert(model_kind=kind, variants=variants) == ()
