@@ -6,6 +6,7 @@ every check here runs before Optuna sees the URL and reads the disk without writ
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from hpstudy.storage import STORAGE_ENV
 from hpstudy.study.errors import UserError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -51,6 +53,14 @@ class StorageLocation:
     def display(self) -> str:
         """The URL with any password masked: safe to print, log or write into a report."""
         return redact(self.url)
+
+
+def storage_option(shown: str) -> str:
+    """`` --storage URL`` for a command to print (``shown``: the URL as ``display`` shows it), or
+    nothing when ``$HPSTUDY_STORAGE`` holds that URL: the command finds it there, and a URL with
+    its password masked would not log in if copied."""
+    from_environment = os.environ.get(STORAGE_ENV)
+    return "" if from_environment and redact(from_environment) == shown else f" --storage {shown}"
 
 
 def redact(url: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from hpstudy.storage import STORAGE_ENV
 from hpstudy.study import __version__
 from hpstudy.study.errors import UserError
 
@@ -26,7 +27,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-STORAGE_ENV = "HPSTUDY_STORAGE"
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
 PIPED_WIDTH = 160
 
@@ -299,7 +299,7 @@ def _run_and_summarize(
     console: Console, start: Callable[[Any], Any], storage_url: str, args: argparse.Namespace
 ) -> int:
     from hpstudy.storage.studies import load_existing_study
-    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.storage.urls import parse_storage_url, storage_option
     from hpstudy.study.console import ProgressView, print_run_summary
 
     if not args.no_report:  # before the run: a wrong path must not cost its trials
@@ -316,14 +316,16 @@ def _run_and_summarize(
             path = _write_report([study], args.report, storage=result.storage)
         except UserError as exc:  # e.g. the disk filled up during the run
             raise UserError(f"{exc}; the study's trials are stored, so `hpstudy report --study-name "
-                            f"{result.study_name} --storage {result.storage} -o FILE.html` writes it later") from None
+                            f"{result.study_name}{storage_option(result.storage)} -o FILE.html` writes it later") from None
         console.print(f"Report: {path}")
     return _exit_code(console, result)
 
 
 def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
     """Say how to go on after an interrupted or timed-out run (unless quiet); return the exit code."""
-    resume = f"hpstudy resume --study-name {result.study_name} --storage {result.storage}"
+    from hpstudy.storage.urls import storage_option
+
+    resume = f"hpstudy resume --study-name {result.study_name}{storage_option(result.storage)}"
     if quiet:
         console = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
     if result.interrupted:
@@ -367,7 +369,7 @@ def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_enqueue(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.storage.enqueue import enqueue_params
-    from hpstudy.storage.urls import parse_storage_url
+    from hpstudy.storage.urls import parse_storage_url, storage_option
     from hpstudy.study.config import parse_yaml
 
     params = parse_yaml(args.params, source="--params")  # JSON is YAML; also accepts {lr: 0.1}
@@ -378,7 +380,7 @@ def _cmd_enqueue(args: argparse.Namespace, console: Console) -> int:
         console.print(
             f"The study's target is {queued.target} finished trials and {queued.finished} have finished, so a run to "
             f"it leaves {queued.beyond_target} queued trial(s) waiting; raise the target to run them all: "
-            f"hpstudy resume --study-name {name} --storage {location.display()} --n-trials {queued.finished + queued.waiting}",
+            f"hpstudy resume --study-name {name}{storage_option(location.display())} --n-trials {queued.finished + queued.waiting}",
             markup=False, soft_wrap=True,  # the command stays on one line, to copy
         )
     return EXIT_OK

@@ -15,6 +15,7 @@ from rich.table import Table
 from hpstudy.reports.tables import StudyRow
 from hpstudy.search_spaces.presets import Preset
 from hpstudy.storage.check import CheckReport
+from hpstudy.storage.urls import storage_option
 from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.runner import FINISHED_STATES, RunResult
@@ -127,7 +128,7 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
     if result.trials_this_run == 0 and result.finished >= result.target:
         console.print(
             f"The study had reached its target; to run more, raise it: hpstudy resume --study-name "
-            f"{result.study_name} --storage {result.storage} --n-trials {result.finished + result.target}",
+            f"{result.study_name}{storage_option(result.storage)} --n-trials {result.finished + result.target}",
             markup=False, soft_wrap=True,  # one line, to copy
         )
     if result.best_model is not None:

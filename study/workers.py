@@ -22,6 +22,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from hpstudy.storage import STORAGE_ENV
 from hpstudy.storage.engine import open_storage
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.devices import resolve_device
@@ -40,7 +41,6 @@ from hpstudy.study.runner import (
     why_study_stopped,
 )
 
-STORAGE_ENV = "HPSTUDY_STORAGE"  # the storage URL reaches workers here, never on a command line
 SUPERVISOR_ENV = "HPSTUDY_SUPERVISOR_PID"  # a worker started by `run --workers` ends when this process dies
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 POLL_SECONDS = 0.5
