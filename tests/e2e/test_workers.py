@@ -161,16 +161,18 @@ def test_workers_report_and_count_the_queued_trials_they_train(tmp_path):
     assert "2 trials this run" in result.stdout
 
 
-def test_hints_leave_out_a_storage_url_that_comes_from_the_environment(tmp_path, postgres_url):
+def test_hints_leave_out_a_storage_url_that_comes_from_the_environment(tmp_path, postgres_url, monkeypatch, capsys):
     """With the URL (and its password) in $HPSTUDY_STORAGE, a printed command names no --storage:
     with the password masked, the URL it would name cannot log in, and the command finds the
     storage in the environment anyway. Run as printed, it runs the queued trial."""
-    env = {"HPSTUDY_STORAGE": postgres_url.replace("postgres@", "postgres:hunter2secret@")}
-    assert run_cli("run", str(write_config(tmp_path, "pgenv", 1)), "--no-report", cwd=tmp_path, env=env).returncode == 0
-    queued = run_cli("enqueue", "--study-name", "pgenv", "--params", '{"lr": 0.02}', cwd=tmp_path, env=env)
-    assert queued.returncode == 0, queued.stderr
-    hint = queued.stdout.split("raise the target to run them all: ")[1].strip()
+    from hpstudy.study.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPSTUDY_STORAGE", postgres_url.replace("postgres@", "postgres:hunter2secret@"))
+    assert main(["run", str(write_config(tmp_path, "pgenv", 1)), "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["enqueue", "--study-name", "pgenv", "--params", '{"lr": 0.02}']) == 0
+    hint = capsys.readouterr().out.split("raise the target to run them all: ")[1].strip()
     assert hint == "hpstudy resume --study-name pgenv --n-trials 2"
-    resumed = run_cli(*hint.split()[1:], "--no-report", cwd=tmp_path, env=env)
-    assert resumed.returncode == 0, resumed.stderr
+    assert main([*hint.split()[1:], "--no-report"]) == 0
     assert len(optuna.load_study(study_name="pgenv", storage=postgres_url).get_trials()) == 2
