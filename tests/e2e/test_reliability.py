@@ -59,7 +59,9 @@ def checkpoint_files(cwd: Path, name: str) -> list[Path]:
     return list((cwd / "hpstudy.db.checkpoints").glob(f"{name}-*/trial-*.pt"))  # <study>-<its id>
 
 
-def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path):
+def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path, monkeypatch):
+    from hpstudy.study.cli import main
+
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
     process = start(slow_config(tmp_path, name="term", n_trials=3, epochs=60), tmp_path)
     wait_until(lambda: checkpoint_files(tmp_path, "term"))
@@ -70,8 +72,8 @@ def test_sigterm_fails_and_requeues_the_running_trial_with_exit_143(tmp_path):
     states = [t.state for t in trials(url, "term")]
     assert TrialState.RUNNING not in states
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.WAITING) == 1
-    resumed = run_cli("resume", "--study-name", "term", "--no-report", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    monkeypatch.chdir(tmp_path)  # the resume in process: the terminated run was the real process
+    assert main(["resume", "--study-name", "term", "--no-report"]) == 0
     final = trials(url, "term")
     assert sum(t.state in FINISHED for t in final) == 3
     retried = [t for t in final if t.user_attrs.get(trial_attrs.RESUMED_FROM)]
@@ -213,13 +215,15 @@ def test_killed_pack_resumes_its_trials_from_their_checkpoints(tmp_path, worker_
         assert len(trial.user_attrs[trial_attrs.CURVE]["val_loss"]) == 30
 
 
-def test_the_resume_an_interrupted_run_prints_keeps_its_own_target_and_budget(tmp_path):
+def test_the_resume_an_interrupted_run_prints_keeps_its_own_target_and_budget(tmp_path, monkeypatch):
     """SIGTERM a `resume --n-trials 3 --budget-epochs 500` of a 1-trial study: the printed resume
     (one line even in a log) carries both, so run as printed it trains to 3 trials, not to the
     stored 1 (which left the queued retry waiting for ever)."""
+    from hpstudy.study.cli import main
+
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    assert run_cli("run", str(slow_config(tmp_path, name="more", n_trials=1, epochs=40)), "--no-report",
-                   cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)  # the first run in process; the one interrupted is a real process
+    assert main(["run", str(slow_config(tmp_path, name="more", n_trials=1, epochs=40)), "--no-report"]) == 0
     process = subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "resume", "--study-name", "more",
                                 "--n-trials", "3", "--budget-epochs", "500", "--no-report"],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -54,16 +54,16 @@ def check_exact_run(url, name, n_trials, result):
 def test_four_workers_on_one_sqlite_file(tmp_path):
     """run --workers 4 meets its target exactly; resume --workers 2 goes on from the stored config."""
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    result = run_cli("run", str(write_config(tmp_path, "w4", 12)), "--workers", "4", "--no-report",
+    result = run_cli("run", str(write_config(tmp_path, "w4", 8)), "--workers", "4", "--no-report",
                      cwd=tmp_path, timeout=400)
-    check_exact_run(url, "w4", 12, result)
-    assert "12 of 12 finished" in result.stdout
+    check_exact_run(url, "w4", 8, result)
+    assert "8 of 8 finished" in result.stdout
 
-    resumed = run_cli("resume", "--workers", "2", "--n-trials", "14", "--no-report", cwd=tmp_path, timeout=400)
+    resumed = run_cli("resume", "--workers", "2", "--n-trials", "10", "--no-report", cwd=tmp_path, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
-    assert "14 of 14 finished" in resumed.stdout
+    assert "10 of 10 finished" in resumed.stdout
     study = optuna.load_study(study_name="w4", storage=url)
-    assert sum(t.state in FINISHED for t in study.get_trials()) == 14
+    assert sum(t.state in FINISHED for t in study.get_trials()) == 10
     assert len(recorded_runs(study)) == 6, "the resume ran two more workers, from the stored config"
 
 
@@ -85,17 +85,17 @@ def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path, 
     from hpstudy.study.cli import main
 
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    config = write_config(tmp_path, "queue", 40)
+    config = write_config(tmp_path, "queue", 24)
     monkeypatch.chdir(tmp_path)  # the study and its queue made in process; the workers are real processes
     assert main(["run", str(config), "--n-trials", "1", "--no-report"]) == 0
     queued = [{"lr": round(0.001 + 0.001 * i, 6), "hidden_units": 16 + (i % 17), "batch_size": 32, "epochs": 2}
-              for i in range(40)]
+              for i in range(24)]
     capsys.readouterr()
     assert main(["enqueue", "--study-name", "queue", "--params", json.dumps(queued)]) == 0
-    assert "Queued 40" in capsys.readouterr().out
+    assert "Queued 24" in capsys.readouterr().out
     env = {**os.environ, "HPSTUDY_STORAGE": url}
     workers = [subprocess.Popen([sys.executable, "-m", "hpstudy.study.cli", "worker", "--study-name", "queue",
-                                 "--n-trials", "41", "--quiet"], cwd=tmp_path, env=env,
+                                 "--n-trials", "25", "--quiet"], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [w.communicate(timeout=400) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
@@ -106,9 +106,9 @@ def test_queued_trials_run_exactly_once_with_four_processes_on_sqlite(tmp_path, 
         (t.params["lr"], t.params["hidden_units"]) for t in study.get_trials() if t.user_attrs.get("enqueued")
         and t.state in FINISHED
     )
-    assert len(runs) == 40 and set(runs.values()) == {1}, "every queued trial ran exactly once"
+    assert len(runs) == 24 and set(runs.values()) == {1}, "every queued trial ran exactly once"
     states = Counter(t.state for t in study.get_trials())
-    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 41
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 25
     assert states[TrialState.WAITING] == 0 and states[TrialState.RUNNING] == 0
 
 
@@ -128,37 +128,31 @@ def test_enqueue_refuses_params_outside_the_space(tmp_path, monkeypatch, capsys)
     assert not study.get_trials(states=(TrialState.WAITING,))
 
 
-def test_resume_with_workers_passes_on_the_epoch_budget_and_the_pack(tmp_path):
-    """resume --workers 2 --budget-epochs N --pack 2: the workers train to the new budget, packed
-    (they used to read both from the stored config: 0 trials, unpacked)."""
+def test_resume_with_workers_passes_on_budget_and_pack_and_shows_the_queued_trials_it_trains(tmp_path):
+    """resume --workers 2 --budget-epochs N --pack 2 on a study stopped by its budget, with two
+    trials queued: the workers train to the new budget, packed (they read both from the stored
+    config: 0 trials, unpacked), and the queued trials show as they end and count as this run's
+    (they were taken as seen at the start)."""
     url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    config = write_config(tmp_path, "wb", 40)
-    first = run_cli("run", str(config), "--budget-epochs", "3", "--no-report", cwd=tmp_path)
+    first = run_cli("run", str(write_config(tmp_path, "wb", 40)), "--budget-epochs", "3", "--no-report", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    before = sum(t.user_attrs["epochs_run"] for t in optuna.load_study(study_name="wb", storage=url).get_trials())
+    before = optuna.load_study(study_name="wb", storage=url).get_trials()
+    queued = run_cli("enqueue", "--study-name", "wb", "--storage", url, "--params",
+                     '[{"lr": 0.01, "batch_size": 32}, {"lr": 0.02, "batch_size": 64}]', cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
     result = run_cli("resume", "--study-name", "wb", "--storage", url, "--workers", "2", "--budget-epochs", "12",
                      "--pack", "2", "--no-report", cwd=tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="wb", storage=url)
-    assert sum(t.user_attrs["epochs_run"] for t in study.get_trials()) >= 12 > before
+    assert sum(t.user_attrs["epochs_run"] for t in study.get_trials() if t.state in FINISHED) >= 12 > sum(
+        t.user_attrs["epochs_run"] for t in before)
     workers = recorded_runs(study)[1:]
     assert len(workers) == 2 and {run["pack"] for run in workers} == {2}
-
-
-def test_workers_report_and_count_the_queued_trials_they_train(tmp_path):
-    """Queued trials that two workers train are shown as they end and counted as this run's (they
-    were taken as already seen: left out of the progress and counted even when not trained)."""
-    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
-    assert run_cli("run", str(write_config(tmp_path, "wq", 1)), "--no-report", cwd=tmp_path).returncode == 0
-    queued = run_cli("enqueue", "--study-name", "wq", "--storage", url, "--params",
-                     '[{"lr": 0.01, "batch_size": 32}, {"lr": 0.02, "batch_size": 64}]', cwd=tmp_path)
-    assert queued.returncode == 0, queued.stderr
-    result = run_cli("resume", "--study-name", "wq", "--storage", url, "--workers", "2", "--n-trials", "3",
-                     "--no-report", cwd=tmp_path, timeout=400)
-    assert result.returncode == 0, result.stderr
+    ended = [t for t in study.get_trials() if t.state in FINISHED and t.number >= len(before)]
     lines = result.stdout.splitlines()
-    assert any(line.startswith("trial 1 ") for line in lines) and any(line.startswith("trial 2 ") for line in lines)
-    assert "2 trials this run" in result.stdout
+    for number in (len(before), len(before) + 1):  # the queued two
+        assert any(line.startswith(f"trial {number} ") for line in lines), number
+    assert f"{len(ended)} trials this run" in result.stdout
 
 
 def test_hints_leave_out_a_storage_url_that_comes_from_the_environment(tmp_path, postgres_url, monkeypatch, capsys):
