@@ -287,6 +287,8 @@ def _with_note(record: PruningSavings, note: str) -> PruningSavings:
 def why_no_values(data: StudyData) -> str | None:
     """Why no figure of objective values can be drawn for the study, or None when one can."""
     if data.trials.empty:
+        if data.config is None:
+            return "The study has no trials yet (it was not created by hpstudy, which trains only studies it created)."
         return "The study has no trials yet: run it with `hpstudy run`, or continue it with `hpstudy resume`."
     if data.complete.empty:
         pruned, failed = data.state_count("PRUNED"), data.state_count("FAIL")

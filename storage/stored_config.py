@@ -60,8 +60,9 @@ def stored_config(study: optuna.Study) -> StudyConfig:
     raw = study.user_attrs.get(CONFIG_ATTR)
     if raw is None:
         raise UserError(
-            f"study '{study.study_name}' was not created by hpstudy (no stored config); "
-            "run it with `hpstudy run CONFIG --study-name NAME` instead"
+            f"study '{study.study_name}' was not created by hpstudy (no stored config), and hpstudy trains only "
+            "studies it created; start one under a new name with `hpstudy run CONFIG --study-name NEW` "
+            "(report, export, list and best read this one as it is)"
         )
     return StudyConfig.from_dict(raw)
 

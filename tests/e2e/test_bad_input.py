@@ -113,6 +113,9 @@ CASES = {
     "compare given a seed": (["compare", "--set", "study.seed=3"], "--set study.seed: compare seeds the studies 0 .. R-1 itself"),
     "compare on an unknown preset with a slash": (["compare", "--preset", "a/b"], "unknown preset 'a/b'"),
     "resume a foreign study": (["resume", "--study-name", "alpha", "--storage", "sqlite:///studies.db"], "not created by hpstudy"),
+    "run into a foreign study": (["run", "--study-name", "alpha", "--storage", "sqlite:///studies.db"],
+                                 "hpstudy trains only studies it created; start one under a new name with "
+                                 "`hpstudy run CONFIG --study-name NEW`"),
 }
 if importlib.util.find_spec("MySQLdb") is None:
     CASES["storage driver not installed"] = (["run", "--storage", "mysql://root@127.0.0.1/test"], "pip install mysqlclient")

@@ -179,3 +179,12 @@ def test_a_widened_int_range_stays_on_its_steps_and_prints_whole_numbers(sqlite_
     assert (warning.param, warning.side, warning.suggested) == ("hidden_units", "high", suggested)
     assert f"search_space.hidden_units.high: {suggested}." in warning.message
     assert f"range {low} .. {high}" in warning.message
+
+
+def test_an_empty_study_not_made_by_hpstudy_is_not_told_to_run_with_hpstudy(sqlite_url):
+    import optuna
+
+    foreign = optuna.create_study(storage=sqlite_url, study_name="foreign")
+    assert "not created by hpstudy, which trains only studies it created" in info.why_no_values(load_study_data(foreign))
+    own = load_study_data(hp_study(sqlite_url, "own", []))
+    assert "run it with `hpstudy run`, or continue it with `hpstudy resume`" in info.why_no_values(own)
