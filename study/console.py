@@ -123,7 +123,8 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         console.print(f"Best: trial {best.number}, value {_fmt(best.value)}{acc_text}", highlight=False)
     if result.recovered:
         numbers = ", ".join(f"#{n}" for n in result.recovered)
-        console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): retried from their checkpoints")
+        console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): failed and "
+                      "queued again; a retry goes on from its trial's last checkpoint, if it had one")
     console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
     if result.trials_this_run == 0 and result.finished >= result.target:
         console.print(

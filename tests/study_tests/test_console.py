@@ -42,3 +42,21 @@ def test_counts_read_as_english():
     from hpstudy.study.console import counted
 
     assert [counted(n, "trial") for n in (0, 1, 2)] == ["0 trials", "1 trial", "2 trials"]
+
+
+def test_recovered_trials_are_said_to_be_queued_again_not_retried():
+    """The run that recovers a dead process's trials may train none of their retries (its target
+    already met): the summary says they were queued again, not that they were retried."""
+    import io
+
+    from hpstudy.study.console import print_run_summary
+    from hpstudy.study.runner import RunResult
+
+    study = optuna.create_study()
+    result = RunResult(study_name="s", storage="sqlite:///s.db", counts={"FAIL": 2, "WAITING": 2}, target=2,
+                       best_trial=None, trials_this_run=0, wall_seconds=1.0, device="cpu", stop_reason="target reached",
+                       recovered=(0, 1))
+    out = io.StringIO()
+    print_run_summary(Console(file=out, width=200), result, study)
+    assert ("Recovered 2 trial(s) left running by a dead process (#0, #1): failed and queued again; a retry goes on "
+            "from its trial's last checkpoint, if it had one") in out.getvalue()
