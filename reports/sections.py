@@ -206,10 +206,14 @@ def _strategy_sections(loaded: Sequence[StudyData]) -> tuple[Section, ...]:
         key = "strategies" if len(comparisons) == 1 else f"strategies[{index}]"
         heading = f"same space: {', '.join(comparison.studies)}" if len(comparisons) > 1 else None
         note = None if comparison.repeated else (
-            "One study per sampler, so no band: run each sampler again with other study.seed values to see how "
-            "much its result varies."
+            "One study per sampler, so no band: run each sampler with more seeds (`hpstudy compare --repeats 3`, or "
+            "other study.seed values) to see how much its result varies."
         )
         findings = strategies.strategy_findings(comparison)
+        if not any(group.final.values for group in comparison.groups):
+            panels.append(Panel(key, heading, None, "No trial of these studies completed, so there is no best value "
+                                                    "to compare yet.", findings=findings))
+            continue
         panels.append(
             _drawn(key, heading, lambda shown=comparison: strategy_figure(shown), note=note, findings=findings)
         )

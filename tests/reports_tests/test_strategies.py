@@ -89,7 +89,8 @@ def test_one_study_per_sampler_draws_no_band_and_says_so(strategy_url):
     studies = [optuna.load_study(study_name=f"{sampler}-0", storage=url) for sampler in STRATEGY_SAMPLERS]
     (section,) = [s for s in report_content(studies).sections if s.key == "strategies"]
     (panel,) = section.panels
-    assert panel.note.startswith("One study per sampler, so no band")
+    assert panel.note.startswith("One study per sampler, so no band: run each sampler with more seeds "
+                                 "(`hpstudy compare --repeats 3`")
     assert not [t for t in panel.figure.data if t.fill == "tonexty"]
     assert len(panel.findings) == len(STRATEGY_SAMPLERS)
 
@@ -104,3 +105,17 @@ def test_studies_of_different_spaces_are_not_compared_and_the_difference_is_name
     note = why_no_strategy_comparison(loaded)
     assert note is not None and "'random' (random) and 'tpe' (tpe) differ in search_space.lr" in note
     assert why_no_strategy_comparison(loaded[:1]) is None
+
+
+def test_samplers_none_of_whose_trials_completed_get_words_not_an_empty_figure(tmp_path):
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path / 'pruned.db'}"
+    trials = [hp_trial({"lr": 10 ** -(1 + i / 3)}, {"lr": LR}, val_loss=[2.0, 1.9], epochs_requested=6,
+                       state=TrialState.PRUNED) for i in range(3)]
+    studies = [hp_study(url, sampler, trials, config_values={"study.sampler": {"name": sampler}})
+               for sampler in ("random", "tpe")]
+    (section,) = [s for s in report_content(studies).sections if s.key == "strategies"]
+    (panel,) = section.panels
+    assert panel.figure is None
+    assert panel.note == "No trial of these studies completed, so there is no best value to compare yet."
