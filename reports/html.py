@@ -136,7 +136,10 @@ def _summary_rows(summaries: Sequence[StudySummary]) -> list[tuple[str, list[Any
                          if s.best else "none yet" for s in summaries]),
         ("wall time", [f"{duration_text(s.wall_seconds)} over {s.runs} run{'s' if s.runs != 1 else ''}"
                        if s.runs else duration_text(s.wall_seconds) for s in summaries]),
-        ("time in trials", [duration_text(s.trial_seconds) for s in summaries]),
+        ("time in trials", [duration_text(s.trial_seconds) + (
+            f" (not counting {s.cut_by_a_crash} trial{'s' if s.cut_by_a_crash != 1 else ''} cut by a crash)"
+            if s.cut_by_a_crash else "")
+            for s in summaries]),
         ("device", [", ".join(s.devices) or "not recorded" for s in summaries]),
         ("sampler", [s.sampler for s in summaries]),
         ("pruner", [s.pruner for s in summaries]),

@@ -61,6 +61,7 @@ class StudySummary:
     search_space: Mapping[str, str]
     config_text: str | None
     infinite: tuple[int, ...] = ()
+    cut_by_a_crash: int = 0  # trials whose time is not counted: their end is when a later run recovered them
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def summarize(data: StudyData) -> StudySummary:
         n_trials=len(data.trials),
         best=best_trial(data),
         wall_seconds=_wall_seconds(data),
-        trial_seconds=float(durations.sum()) if durations.notna().any() else None,
+        trial_seconds=float(durations[~_cut_by_a_crash(data)].sum()) if durations.notna().any() else None,
         devices=tuple(devices),
         sampler=_sampler_text(data),
         pruner=_pruner_text(data),
@@ -172,6 +173,7 @@ def summarize(data: StudyData) -> StudySummary:
         search_space=_space_text(data),
         config_text=yaml.safe_dump(data.config.to_dict(), sort_keys=False) if data.config else None,
         infinite=data.infinite,
+        cut_by_a_crash=int(_cut_by_a_crash(data).sum()),
     )
 
 
@@ -193,14 +195,30 @@ def best_trial(data: StudyData) -> BestTrial | None:
 
 
 def _wall_seconds(data: StudyData) -> float | None:
-    ended = [run for run in data.runs if run.get("ended")]
-    if data.runs and len(ended) == len(data.runs):
-        spans = [pd.Timestamp(run["ended"]) - pd.Timestamp(run["started"]) for run in ended]
-        return float(sum(span.total_seconds() for span in spans))
-    starts, ends = data.starts.dropna(), data.ends.dropna()
-    if starts.empty or ends.empty:
+    """Seconds in which some process worked on the study: the union of the runs that recorded
+    their end and of the trials that ended normally. A run killed by kill -9 left no end, and its
+    last trial ends only when a later run recovers it: counting either would add the downtime."""
+    spans = [(pd.Timestamp(run["started"]), pd.Timestamp(run["ended"])) for run in data.runs if run.get("ended")]
+    normal = ~_cut_by_a_crash(data)
+    spans += [(start, end) for start, end in zip(data.starts[normal], data.ends[normal])
+              if not (pd.isna(start) or pd.isna(end))]
+    if not spans:
         return None
-    return float((ends.max() - starts.min()).total_seconds())
+    total, reach = 0.0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total, reach = total + (end - start).total_seconds(), end
+        elif end > reach:
+            total, reach = total + (end - reach).total_seconds(), end
+    return total
+
+
+def _cut_by_a_crash(data: StudyData) -> pd.Series:
+    """Failed trials that record no end reason: their process died (kill -9, a crash) and a later
+    run failed them, so their end is when it did that, not when they stopped."""
+    if data.config is None or "end_reason" not in data.trials:  # another tool's failed trials end when they fail
+        return pd.Series(False, index=data.trials.index)
+    return (data.trials["state"] == "FAIL") & data.trials["end_reason"].isna()
 
 
 def _sampler_text(data: StudyData) -> str:

@@ -188,3 +188,36 @@ def test_an_empty_study_not_made_by_hpstudy_is_not_told_to_run_with_hpstudy(sqli
     assert "not created by hpstudy, which trains only studies it created" in info.why_no_values(load_study_data(foreign))
     own = load_study_data(hp_study(sqlite_url, "own", []))
     assert "run it with `hpstudy run`, or continue it with `hpstudy resume`" in info.why_no_values(own)
+
+
+def test_wall_time_and_time_in_trials_leave_out_the_downtime_after_a_kill(sqlite_url):
+    """Run 1 ends normally (10 s); run 2 is killed (no end) after its trial 1 ends at 25 s, while
+    trial 2 runs; an hour later run 3 recovers trial 2 (failed, no end reason: its end is the
+    recovery) and runs trial 3 (10 s). Concurrent workers count once."""
+    import datetime as dt
+
+    from optuna.trial import TrialState
+
+    from hpstudy.storage.stored_config import RUN_ATTR_PREFIX
+
+    t0 = dt.datetime(2026, 12, 2, 10, 0, 0)
+    trials = [hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=[1.0, 0.5]) for _ in range(4)]
+    trials[2] = hp_trial({"lr": 0.01, "dropout": 0.1}, DISTS, val_loss=[1.0], state=TrialState.FAIL)
+    trials[2].user_attrs.pop("end_reason")
+    moments = [(0, 9), (15, 25), (26, 3600), (3600, 3610)]
+    for trial, (start, end) in zip(trials, moments):
+        trial.datetime_start, trial.datetime_complete = t0 + dt.timedelta(seconds=start), t0 + dt.timedelta(seconds=end)
+    created = hp_study(sqlite_url, "s", trials, space=SPACE)
+    for key, start, end in (("1", 0, 10), ("2", 14, None), ("3", 3599, 3611), ("3b", 3599, 3605)):
+        run = {"started": (t0 + dt.timedelta(seconds=start)).isoformat(), "host": "h", "pid": 1}
+        if end is not None:
+            run["ended"] = (t0 + dt.timedelta(seconds=end)).isoformat()
+        created.set_user_attr(f"{RUN_ATTR_PREFIX}{key}", run)
+    summary = info.summarize(load_study_data(created))
+    assert summary.wall_seconds == pytest.approx(10 + 10 + 12)  # runs 1 and 3 (3b within it), trial 1 of run 2
+    assert summary.trial_seconds == pytest.approx(9 + 10 + 10) and summary.cut_by_a_crash == 1
+    from hpstudy.reports.html import render_report
+    from hpstudy.reports.sections import report_content
+
+    page = render_report(report_content([created]), storage=sqlite_url)
+    assert "29.0 s (not counting 1 trial cut by a crash)" in page and "32.0 s over 4 runs" in page
