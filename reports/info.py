@@ -6,6 +6,7 @@ Each function takes a ``StudyData`` and returns one record. A record that cannot
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -198,9 +199,9 @@ def _wall_seconds(data: StudyData) -> float | None:
     """Seconds in which some process worked on the study: the union of the runs that recorded
     their end and of the trials that ended normally. A run killed by kill -9 left no end, and its
     last trial ends only when a later run recovers it: counting either would add the downtime."""
-    spans = [(pd.Timestamp(run["started"]), pd.Timestamp(run["ended"])) for run in data.runs if run.get("ended")]
+    spans = [(_utc(run["started"]), _utc(run["ended"])) for run in data.runs if run.get("ended")]
     normal = ~_cut_by_a_crash(data)
-    spans += [(start, end) for start, end in zip(data.starts[normal], data.ends[normal])
+    spans += [(_utc(start), _utc(end)) for start, end in zip(data.starts[normal], data.ends[normal])
               if not (pd.isna(start) or pd.isna(end))]
     if not spans:
         return None
@@ -211,6 +212,15 @@ def _wall_seconds(data: StudyData) -> float | None:
         elif end > reach:
             total, reach = total + (end - reach).total_seconds(), end
     return total
+
+
+def _utc(moment: Any) -> pd.Timestamp:
+    """``moment`` as a UTC timestamp: run records carry their zone, Optuna's trial times are the
+    local time without one."""
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize(dt.datetime.now().astimezone().tzinfo)
+    return stamp.tz_convert("UTC")
 
 
 def _cut_by_a_crash(data: StudyData) -> pd.Series:
