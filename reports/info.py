@@ -373,14 +373,16 @@ def contour_choice(data: StudyData, importances: Importances) -> PlotChoice:
 
 
 def comparable(studies: Sequence[StudyData]) -> tuple[list[StudyData], str | None]:
-    """The studies one overlaid figure can show (those with values, optimizing the same objective
-    in the same direction as the first of them), and a note naming any left out and why."""
+    """The studies one overlaid figure can show (those with values, optimizing the objective most
+    of them share, in the same direction; on a tie, the first one's), and a note naming any left
+    out and why."""
     with_values = [data for data in studies if why_no_values(data) is None]
     left_out = [f"'{data.name}' (no completed trial)" for data in studies if data not in with_values]
     if not with_values:
         return [], "No study has a completed trial yet, so there are no values to show."
-    first = with_values[0]
-    same = [d for d in with_values if (d.objective, d.maximize) == (first.objective, first.maximize)]
+    kinds = [(d.objective, d.maximize) for d in with_values]
+    shared = max(kinds, key=kinds.count)  # max keeps the first of equally common kinds
+    same = [d for d in with_values if (d.objective, d.maximize) == shared]
     left_out += [
         f"'{d.name}' ({'maximizes' if d.maximize else 'minimizes'} {d.objective})" for d in with_values if d not in same
     ]

@@ -140,6 +140,10 @@ def test_comparable_leaves_out_studies_without_values_or_with_another_objective(
     shown, note = info.comparable([load_study_data(s) for s in (done, empty, accuracy)])
     assert [d.name for d in shown] == ["done"]
     assert note == "Not shown: 'empty' (no completed trial), 'acc' (maximizes validation accuracy)."
+    other = hp_study(sqlite_url, "other", [hp_trial({"lr": 0.02}, {"lr": LR}, val_loss=[1.0, 0.4])])
+    shown, note = info.comparable([load_study_data(s) for s in (accuracy, done, other)])  # as `report --all` sorts them
+    assert [d.name for d in shown] == ["done", "other"], "the objective most studies share, not the first's"
+    assert note == "Not shown: 'acc' (maximizes validation accuracy)."
 
 
 def test_a_waiting_retry_with_copied_attrs_is_not_counted_twice(sqlite_url):
