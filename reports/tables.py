@@ -93,6 +93,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row.update({f"params_{name}": value for name, value in sorted(trial.params.items())})
         rows.append(row)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    frame = frame[[*TRIAL_COLUMNS, *sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)]]  # a param the
+    # first trials did not use (a conditional width, a variant's param) still comes in name order
     # pandas stores an int column with a gap (a running trial's epochs, a param a trial did not
     # use) as floats; the export writes these back as ints (``export_text``)
     frame.attrs[INTEGER_COLUMNS] = [

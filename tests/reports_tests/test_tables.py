@@ -30,6 +30,16 @@ def _study(tmp_path) -> optuna.Study:
     return study
 
 
+def test_params_come_in_name_order_after_the_trial_columns_even_when_the_first_trial_lacks_one(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'order.db'}", study_name="order")
+    lr, units = FloatDistribution(0.1, 2.0), IntDistribution(8, 256)
+    study.add_trial(create_trial(value=0.7, params={"lr": 0.5}, distributions={"lr": lr}))
+    study.add_trial(create_trial(value=0.5, params={"lr": 1.0, "a_units": 32}, distributions={"lr": lr, "a_units": units}))
+    columns = list(trials_frame(study).columns)
+    assert columns[-2:] == ["params_a_units", "params_lr"]
+    assert columns[:2] == ["number", "state"]
+
+
 def test_csv_writes_int_columns_with_gaps_as_ints_and_floats_as_floats(tmp_path):
     rows = list(csv.DictReader(io.StringIO(export_text(trials_frame(_study(tmp_path)), "csv"))))
     assert [row["params_units"] for row in rows] == ["32", "", ""]
