@@ -166,7 +166,7 @@ def summarize(data: StudyData) -> StudySummary:
         n_trials=len(data.trials),
         best=best_trial(data),
         wall_seconds=_wall_seconds(data),
-        trial_seconds=float(durations[~_cut_by_a_crash(data)].sum()) if durations.notna().any() else None,
+        trial_seconds=float(durations[~data.cut_by_a_crash].sum()) if durations.notna().any() else None,
         devices=tuple(devices),
         sampler=_sampler_text(data),
         pruner=_pruner_text(data),
@@ -174,7 +174,7 @@ def summarize(data: StudyData) -> StudySummary:
         search_space=_space_text(data),
         config_text=yaml.safe_dump(data.config.to_dict(), sort_keys=False) if data.config else None,
         infinite=data.infinite,
-        cut_by_a_crash=int(_cut_by_a_crash(data).sum()),
+        cut_by_a_crash=int(data.cut_by_a_crash.sum()),
     )
 
 
@@ -200,7 +200,7 @@ def _wall_seconds(data: StudyData) -> float | None:
     their end and of the trials that ended normally. A run killed by kill -9 left no end, and its
     last trial ends only when a later run recovers it: counting either would add the downtime."""
     spans = [(_utc(run["started"]), _utc(run["ended"])) for run in data.runs if run.get("ended")]
-    normal = ~_cut_by_a_crash(data)
+    normal = ~data.cut_by_a_crash
     spans += [(_utc(start), _utc(end)) for start, end in zip(data.starts[normal], data.ends[normal])
               if not (pd.isna(start) or pd.isna(end))]
     if not spans:
@@ -221,14 +221,6 @@ def _utc(moment: Any) -> pd.Timestamp:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(dt.datetime.now().astimezone().tzinfo)
     return stamp.tz_convert("UTC")
-
-
-def _cut_by_a_crash(data: StudyData) -> pd.Series:
-    """Failed trials that record no end reason: their process died (kill -9, a crash) and a later
-    run failed them, so their end is when it did that, not when they stopped."""
-    if data.config is None or "end_reason" not in data.trials:  # another tool's failed trials end when they fail
-        return pd.Series(False, index=data.trials.index)
-    return (data.trials["state"] == "FAIL") & data.trials["end_reason"].isna()
 
 
 def _sampler_text(data: StudyData) -> str:

@@ -79,6 +79,15 @@ class StudyData:
         return tuple(sorted(int(n) for n in self.completed.loc[~np.isfinite(self.completed["value"]), "number"]))
 
     @cached_property
+    def cut_by_a_crash(self) -> pd.Series:
+        """Failed trials that record no end reason, aligned with ``trials``: their process died
+        (kill -9, a crash) and a later run failed them, so their end is when it did that, not when
+        they stopped. All False for a study another tool made, whose failed trials end when they fail."""
+        if self.config is None or "end_reason" not in self.trials:
+            return pd.Series(False, index=self.trials.index)
+        return (self.trials["state"] == "FAIL") & self.trials["end_reason"].isna()
+
+    @cached_property
     def starts(self) -> pd.Series:
         """When each trial started (NaT when it has not), aligned with ``trials``."""
         return _moments(self.trials["datetime_start"])

@@ -332,11 +332,11 @@ def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
         what = "Terminated (SIGTERM)" if result.stop_reason == "terminated" else "Interrupted"
         console.print(
             f"{what}: the running trial was ended as failed and queued again; every finished trial is "
-            f"kept. Continue with: {resume}{result.more_work_flag()}", markup=False, soft_wrap=True,  # one line, to copy
+            f"kept. Continue with: {resume}{result.resume_flags()}", markup=False, soft_wrap=True,  # one line, to copy
         )
         return EXIT_TERMINATED if result.stop_reason == "terminated" else EXIT_INTERRUPTED
     if result.stop_reason in ("timeout", "epoch budget spent"):
-        console.print(f"Stopped: {result.stop_reason}; continue with: {resume}{result.more_work_flag()}",
+        console.print(f"Stopped: {result.stop_reason}; continue with: {resume}{result.resume_flags()}",
                       markup=False, soft_wrap=True)  # one line, to copy
     return EXIT_OK
 

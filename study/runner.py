@@ -84,7 +84,7 @@ class RunResult:
     epochs_run: int = 0  # by the study's finished trials, all runs together
     stored_limits: tuple[int, int | None] | None = None  # the stored config's n_trials and budget_epochs
 
-    def more_work_flag(self) -> str:
+    def resume_flags(self) -> str:
         """The ``resume`` flags that go on with this run's work: its target and budget where they
         differ from the stored config's (``--n-trials`` and ``--budget-epochs`` count for one run),
         and for a study stopped by its epoch budget, that budget raised by as much again. A
