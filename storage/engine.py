@@ -30,9 +30,22 @@ from optuna.distributions import BaseDistribution, check_distribution_compatibil
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from hpstudy.storage import trial_rows
-from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite, redact
+from hpstudy.storage.schema import check_schema, read_schema
+from hpstudy.storage.sqlite_files import (
+    BUILD_FILE,
+    FileLocked,
+    Retries,
+    folder_is_writable,
+    is_damaged,
+    lock_holders,
+    read_only_connection,
+    release_side_files,
+    side_files,
+)
+from hpstudy.storage.urls import StorageLocation, check_optuna_sqlite, redact, storage_option, unreadable
 from hpstudy.study.errors import UserError
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -51,21 +64,18 @@ class Heartbeat:
     on_stale: StaleTrialCallback | None = None
 
 
-@dataclass(frozen=True)
-class Retries:
-    """How often and how patiently a storage call is retried when the database is briefly away."""
-
-    attempts: int = 8
-    first_delay: float = 0.05
-    max_delay: float = 2.0
-
-
 def _is_transient(exc: BaseException) -> bool:
     """True for errors that a retry can cure: a locked SQLite file, a dropped connection."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
     if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
         return True
     return isinstance(cause, sqlalchemy.exc.OperationalError)
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The database driver's own exception under SQLAlchemy's (and Optuna's) wrappers of it."""
+    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
+    return getattr(cause, "orig", None) or cause
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,10 +91,14 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return method(self, *args, **kwargs)
             except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+                if is_damaged(_driver_error(exc)):
+                    raise StorageDamaged.at(self.url, _driver_error(exc)) from exc
                 if not _is_transient(exc):
                     raise
                 if attempt == self.retries.attempts:
-                    raise StorageUnavailable.after(exc, url=self.url, seconds=time.monotonic() - began) from exc
+                    raise StorageUnavailable.after(
+                        exc, url=self.url, seconds=time.monotonic() - began, sqlite_path=self.sqlite_path
+                    ) from exc
                 self.retried += 1
             time.sleep(delay)
             delay = min(delay * 2, self.retries.max_delay)
@@ -97,20 +111,48 @@ class StorageUnavailable(UserError):
     """The storage stayed locked or unreachable through every retry."""
 
     @classmethod
-    def after(cls, exc: BaseException, *, url: str, seconds: float) -> StorageUnavailable:
-        """The error for ``exc``, the last of the retries of ``seconds`` on the storage at ``url``."""
-        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-        detail = getattr(cause, "orig", None) or cause
-        reason = (str(detail).strip().splitlines() or [type(detail).__name__])[0]
-        if "locked" in reason or "busy" in reason:
-            hint = "another program holds the SQLite file locked (a database browser, a stuck process?); close it"
-        elif "full" in reason:
-            hint = "its disk is full; free space there"
-        else:
-            hint = "the database server may be down or unreachable; bring it back"
+    def after(
+        cls, exc: BaseException, *, url: str, seconds: float, sqlite_path: Path | None = None
+    ) -> StorageUnavailable:
+        """The error for ``exc``, the last of the retries of ``seconds`` on the storage at ``url``
+        (the SQLite file ``sqlite_path``, None for a server)."""
+        detail = _driver_error(exc)
+        reason = _first_line(detail)
         return cls(
-            f"storage '{redact(url)}' stayed unavailable for {seconds:.0f} s ({reason}): {hint}, then run again "
-            "(finished trials are kept)"
+            f"storage '{redact(url)}' stayed unavailable for {seconds:.0f} s ({reason}): {_hint(reason, sqlite_path)}, "
+            "then run again (finished trials are kept)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when it has none), at most 160 characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
+def _hint(reason: str, sqlite_path: Path | None) -> str:
+    """What to do about a storage that failed for ``reason``: a SQLite file is never blamed on a server."""
+    if "locked" in reason or "busy" in reason:
+        holders = lock_holders(sqlite_path) if sqlite_path else []
+        who = f" ({', '.join(holders)})" if holders else " (a database browser, a stuck process?)"
+        return f"another program holds the SQLite file locked{who}; close it"
+    if "full" in reason:
+        return "its disk is full; free space there"
+    if "readonly" in reason or "read-only" in reason or "unable to open" in reason:
+        return "the file or its folder cannot be written (a read-only file or mount?); make them writable"
+    if sqlite_path is not None:
+        return "the file could not be read or written; `hpstudy check` looks at it"
+    return "the database server may be down or unreachable; bring it back"
+
+
+class StorageDamaged(UserError):
+    """SQLite found damaged pages while reading or writing the storage."""
+
+    @classmethod
+    def at(cls, url: str, detail: BaseException) -> StorageDamaged:
+        """The error for the storage at ``url`` that failed with SQLite's ``detail``."""
+        return cls(
+            f"storage '{redact(url)}' is damaged ({_first_line(detail)}); nothing more is written to it: "
+            f"`hpstudy check{storage_option(redact(url))}` shows what is damaged"
         )
 
 
@@ -123,9 +165,15 @@ class RetryingRDBStorage(RDBStorage):
 
     retries = Retries()
     retried = 0  # how many retries this storage needed, for tests and diagnostics
+    sqlite_path: Path | None = None  # the SQLite file (``open_storage`` sets it), None for a server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            if hasattr(self, "engine"):  # Optuna's schema check refused it: close what it opened
+                self.engine.dispose()
+            raise
         self._held_params: dict[int, dict[str, tuple[float, BaseDistribution]]] = {}
         # The trial this process set running last: Ctrl-C while Optuna is still starting a trial
         # (before the objective has it) leaves it running, and only this says whose it is.
@@ -263,7 +311,7 @@ for _name in (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
     "get_best_trial", "record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_set_trial_param",
-    "set_trial_intermediate_values", "set_trial_user_attrs", "store_params",
+    "set_trial_intermediate_values", "set_trial_user_attrs", "store_params", "_get_best_trial_id",
 ):
     setattr(RetryingRDBStorage, _name, _retrying(getattr(RetryingRDBStorage, _name)))
 del _name
@@ -297,59 +345,210 @@ def open_storage(
     *,
     mode: Mode,
     heartbeat: Heartbeat | None = None,
-    sqlite_timeout: float = SQLITE_BUSY_TIMEOUT_S,
+    sqlite_timeout: float | None = None,
+    retries: Retries | None = None,
 ) -> RetryingRDBStorage:
     """Open the storage at ``location``.
 
     ``mode``: "create" may create a missing SQLite file (and Optuna's tables); "write" needs an
     existing one; "read" opens it read-only and never writes a byte (SQLite's ``mode=ro``, no table
-    creation), for commands that only look. Raises UserError when the file is not an Optuna
-    database, is missing where it must exist, or when the server cannot be reached.
+    creation, no -wal or -shm file left beside it), for commands that only look. Before anything
+    is opened for writing, an existing database is checked through a read-only connection: its
+    schema must be the one this Optuna writes, and a file a run writes into must be writable and
+    pass SQLite's ``quick_check``. Raises UserError when the file is not an Optuna database, is
+    damaged, locked through every retry, read-only where it must be written, missing where it
+    must exist, or when the server cannot be reached. ``sqlite_timeout``: SQLite's busy timeout in
+    seconds (default: the URL's ``?timeout=``, else ``SQLITE_BUSY_TIMEOUT_S``); ``retries``: the
+    storage's retries (default ``RetryingRDBStorage.retries``), also of a file found locked while
+    it is opened.
     """
+    timeout = _busy_timeout(location) if sqlite_timeout is None else sqlite_timeout
+    policy = retries or RetryingRDBStorage.retries
+    began = time.monotonic()
+    for delay in (*policy.delays(), None):
+        try:
+            storage = _open(location, mode=mode, heartbeat=heartbeat, timeout=timeout,
+                            patience=timeout / policy.attempts)
+        except FileLocked:
+            if delay is None:
+                assert location.sqlite_path is not None  # only a SQLite file is found locked
+                raise FileLocked.at(location.sqlite_path, seconds=time.monotonic() - began) from None
+            time.sleep(delay)
+            continue
+        storage.retries = policy
+        return storage
+    raise AssertionError("unreachable")
+
+
+def _busy_timeout(location: StorageLocation) -> float:
+    """The URL's ``?timeout=SECONDS`` (``parse_storage_url`` checked it), else ``SQLITE_BUSY_TIMEOUT_S``."""
+    given = sqlalchemy.engine.make_url(location.url).query.get("timeout")
+    return float(given) if isinstance(given, str) else SQLITE_BUSY_TIMEOUT_S
+
+
+def _open(
+    location: StorageLocation, *, mode: Mode, heartbeat: Heartbeat | None, timeout: float, patience: float
+) -> RetryingRDBStorage:
+    """``open_storage``'s one attempt; ``patience``: the busy timeout of its checks before opening."""
     if location.sqlite_path is not None:
-        if location.sqlite_path.exists():
-            check_optuna_sqlite(location.sqlite_path)
-        elif mode != "create":
+        _prepare_sqlite_file(location, mode=mode, patience=patience)
+    else:
+        _check_server(location)
+    storage = _construct(location, mode=mode, heartbeat=heartbeat, timeout=timeout)
+    storage.sqlite_path = location.sqlite_path
+    if location.is_sqlite and mode != "read":
+        tune_sqlite_engine(storage.engine, timeout=timeout)
+    weakref.finalize(
+        storage, close_engine, storage.engine, fold_log=location.is_sqlite and mode != "read",
+        release=location.sqlite_path if mode == "read" else None,
+    )
+    return storage
+
+
+def _prepare_sqlite_file(location: StorageLocation, *, mode: Mode, patience: float) -> None:
+    """Check an existing SQLite file before it is opened (``open_storage``), or build a new one."""
+    path = location.sqlite_path
+    assert path is not None
+    if not path.exists():
+        if mode != "create":
             raise UserError(
-                f"no study database at '{location.sqlite_path}'; "
-                "check --storage, or start a study there with `hpstudy run`"
+                f"no study database at '{path}'; check --storage, or start a study there with `hpstudy run`"
             )
-        else:
-            build_sqlite_file(location.sqlite_path)
-    engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": sqlite_timeout}}
-        if location.is_sqlite
-        else {"pool_pre_ping": True}
+        build_sqlite_file(path)
+        return
+    check_optuna_sqlite(path, timeout=patience)
+    if mode != "read":
+        check_writable(path)
+    _check_existing_sqlite(location, quick_check=mode != "read", patience=patience)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse to write into the SQLite file ``path`` when it, or its folder (where SQLite keeps
+    the -wal and -shm files a writer needs), is read-only."""
+    if not folder_is_writable(path.parent):
+        raise UserError(
+            f"storage file '{path}': its folder '{path.parent}' is not writable (a read-only mount?) and SQLite "
+            "keeps a writer's -wal and -shm files there; make it writable or work on a copy elsewhere "
+            "(list, best, export and report read it as it is)"
+        )
+    if not os.access(path, os.W_OK):
+        raise UserError(
+            f"storage file '{path}' is read-only and this command writes into it; make it writable "
+            "(chmod u+w) or work on a copy (list, best, export and report read it as it is)"
+        )
+
+
+def _check_existing_sqlite(location: StorageLocation, *, quick_check: bool, patience: float) -> None:
+    """Read ``location``'s schema (and with ``quick_check``, SQLite's ``quick_check``) through a
+    read-only connection, then refuse what Optuna would change or could not use."""
+    path = location.sqlite_path
+    assert path is not None
+    engine = sqlalchemy.create_engine(
+        "sqlite://", creator=functools.partial(read_only_connection, path, timeout=patience), poolclass=NullPool
     )
     try:
-        with warnings.catch_warnings():
+        with engine.connect() as connection:
+            stored = read_schema(connection)
+            problems = _quick_check(connection) if quick_check else []
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise unreadable(path, exc.orig or exc) from None
+    finally:
+        engine.dispose()
+        release_side_files(path)
+    if problems:
+        raise UserError(
+            f"storage file '{path}' is damaged (quick_check: {'; '.join(problems)[:160]}), so nothing was written "
+            f"to it: `hpstudy check{storage_option(location.display())}` reports it in full"
+        )
+    check_schema(stored, shown=f"storage file '{path}'", storage_flag=storage_option(location.display()))
+
+
+def _quick_check(connection: sqlalchemy.Connection) -> list[str]:
+    """SQLite's ``PRAGMA quick_check``: the problems found, empty for a sound file. About 0.02 s
+    for a 2000-trial study (a 12 MB file, in the page cache)."""
+    rows = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    return [] if rows == ["ok"] else rows
+
+
+def _check_server(location: StorageLocation) -> None:
+    """Connect to a database server once (one line when it cannot be reached) and check the schema
+    of the Optuna tables it has, reading only."""
+    engine = sqlalchemy.create_engine(location.url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            stored = read_schema(connection)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise _unreachable(location, exc) from None
+    finally:
+        engine.dispose()
+    if stored.columns:  # an empty database: Optuna creates its tables
+        check_schema(stored, shown=f"storage '{location.display()}'", storage_flag=storage_option(location.display()))
+
+
+def _construct(
+    location: StorageLocation, *, mode: Mode, heartbeat: Heartbeat | None, timeout: float
+) -> RetryingRDBStorage:
+    """Optuna's storage on ``location`` (checked), read-only in ``mode`` "read"."""
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if location.sqlite_path is not None:
+        engine_kwargs = (
+            {"creator": functools.partial(read_only_connection, location.sqlite_path, timeout=timeout)}
+            if mode == "read"
+            else {"connect_args": {"timeout": timeout}}
+        )
+    try:
+        with warnings.catch_warnings(), _released_on_error(location.sqlite_path if mode == "read" else None):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RetryingRDBStorage(
-                read_only_url(location) if mode == "read" else location.url,
+            return RetryingRDBStorage(
+                location.url,
                 engine_kwargs=engine_kwargs,
                 skip_table_creation=mode == "read",
                 heartbeat_interval=heartbeat.interval if heartbeat else None,
                 grace_period=heartbeat.grace if heartbeat else None,
                 heartbeat_stale_trial_callback=heartbeat.on_stale if heartbeat else None,
             )
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.ProgrammingError) as exc:
-        raise _unreachable(location, exc) from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise _open_error(location, exc) from None
+    except RuntimeError as exc:  # Optuna's own schema check, where ``optuna_revisions`` found no scripts
+        raise UserError(f"cannot open storage '{location.display()}': {_first_line(exc)}") from None
     except ImportError:
         raise UserError(
             f"no database driver for '{location.display()}'; "
             "for PostgreSQL run pip install 'psycopg[binary]'"
         ) from None
-    if location.is_sqlite and mode != "read":
-        tune_sqlite_engine(storage.engine, timeout=sqlite_timeout)
-    weakref.finalize(storage, close_engine, storage.engine, fold_log=location.is_sqlite and mode != "read")
-    return storage
+
+
+@contextlib.contextmanager
+def _released_on_error(path: Path | None) -> Iterator[None]:
+    """Release the side files of the SQLite file ``path`` (None: nothing to do) when the block
+    fails, after it closed its connections."""
+    try:
+        yield
+    except BaseException:
+        if path is not None:
+            release_side_files(path)
+        raise
+
+
+def _open_error(location: StorageLocation, exc: BaseException) -> UserError:
+    """One line for ``exc``, raised while Optuna opened ``location``."""
+    detail = _driver_error(exc)
+    if location.sqlite_path is not None and isinstance(detail, sqlite3.Error):
+        return unreadable(location.sqlite_path, detail)
+    return _unreachable(location, exc)
 
 
 def build_sqlite_file(path: Path) -> None:
     """Create an empty Optuna database at ``path`` whole or not at all: its tables are built in a
     hidden file beside it, which is then linked into place. Ctrl-C or kill -9 while Optuna builds
     them (about a third of a second) used to leave a half-built file that every later command
-    refused. A hidden file left by a killed process is removed here next time."""
+    refused. A hidden file left by a killed process is removed here next time. A folder that takes
+    no new file is a UserError, before anything is made."""
+    if not folder_is_writable(path.parent):
+        raise UserError(
+            f"cannot create the study database '{path}': folder '{path.parent}' is not writable (a read-only "
+            "mount?); choose a writable folder"
+        )
     _remove_abandoned_builds(path)
     building = path.with_name(f".{path.name}.building-{os.getpid()}")
     try:
@@ -363,15 +562,18 @@ def build_sqlite_file(path: Path) -> None:
         except OSError:  # a file system without hard links
             if not path.exists():
                 os.replace(building, path)
+    except (OSError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise UserError(f"cannot create the study database '{path}' ({_first_line(_driver_error(exc))})") from None
     finally:
-        for leftover in (building, *(building.with_name(building.name + side) for side in ("-journal", "-wal", "-shm"))):
+        for leftover in (building, *side_files(building)):
             leftover.unlink(missing_ok=True)
 
 
 def _remove_abandoned_builds(path: Path) -> None:
+    """Remove the builds of ``path`` (and their side files) whose process is gone."""
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.building-*"):
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_exists(int(pid)):
+        match = BUILD_FILE.match(leftover.name)
+        if match and match["name"] == path.name and not _process_exists(int(match["pid"])):
             leftover.unlink(missing_ok=True)
 
 
@@ -385,12 +587,13 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def close_engine(engine: sqlalchemy.Engine, *, fold_log: bool) -> None:
+def close_engine(engine: sqlalchemy.Engine, *, fold_log: bool, release: Path | None = None) -> None:
     """Close ``engine``'s pooled connections (``open_storage`` calls this when its storage goes, at
     the latest as the process exits). ``fold_log``: first copy SQLite's write-ahead log into the
     file, without waiting on other connections. Left in hpstudy.db-wal, the trials are missing
     from a copy of the .db file alone (mailed, backed up); the last connection to close deletes
-    the log, which a read-only one cannot."""
+    the log, which a read-only one cannot: ``release``, the SQLite file of a read-only engine,
+    gets the side files its connections leave behind released (``release_side_files``)."""
     if fold_log:
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError, sqlite3.Error):
             connection = engine.raw_connection()  # the driver's own: no BEGIN, which a checkpoint refuses
@@ -399,6 +602,8 @@ def close_engine(engine: sqlalchemy.Engine, *, fold_log: bool) -> None:
             finally:
                 connection.close()
     engine.dispose()
+    if release is not None:
+        release_side_files(release)
 
 
 def has_optuna_tables(location: StorageLocation) -> bool:
@@ -406,25 +611,21 @@ def has_optuna_tables(location: StorageLocation) -> bool:
     that has them). Reads only; a server that cannot be reached is a UserError."""
     if location.sqlite_path is not None:
         return location.sqlite_path.exists()
-    engine = sqlalchemy.create_engine(location.url, pool_pre_ping=True)
+    engine = sqlalchemy.create_engine(location.url, poolclass=NullPool)
     try:
         return sqlalchemy.inspect(engine).has_table("version_info")
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+    except sqlalchemy.exc.SQLAlchemyError as exc:
         raise _unreachable(location, exc) from None
     finally:
         engine.dispose()
 
 
-def _unreachable(location: StorageLocation, exc: sqlalchemy.exc.DBAPIError) -> UserError:
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
-    return UserError(f"cannot open storage '{location.display()}' ({reason}); check the URL and that the server is up")
-
-
-def read_only_url(location: StorageLocation) -> str:
-    """The URL that opens ``location`` without writing: SQLite's read-only URI mode."""
-    if location.sqlite_path is None:
-        return location.url
-    return f"sqlite:///file:{location.sqlite_path}?mode=ro&uri=true"
+def _unreachable(location: StorageLocation, exc: BaseException) -> UserError:
+    """One line for a server that refused or failed the connection (or a URL it cannot use)."""
+    return UserError(
+        f"cannot open storage '{location.display()}' ({_first_line(_driver_error(exc))}); "
+        "check the URL and that the server is up"
+    )
 
 
 def tune_sqlite_engine(engine: sqlalchemy.Engine, *, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
