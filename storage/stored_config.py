@@ -26,13 +26,24 @@ RUN_ATTR_PREFIX = "hpstudy_run:"
 
 
 def save_config(study: optuna.Study, cfg: StudyConfig) -> None:
-    """Store ``cfg`` (with any storage password masked), the hpstudy version and a new random id
-    of the study (``study_uid``) on the study."""
+    """Store ``cfg`` (with any storage password masked), the hpstudy version and a random id of the
+    study (``study_uid``: a new one, unless a cut creation stored one already) on the study. The
+    config goes last: a study with a config has everything, and one cut before it is half-made
+    (``is_half_made``), which the next `hpstudy run` of that name adopts."""
     stored = cfg.to_dict()
     stored["storage"] = redact(cfg.storage)
-    study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
-    study.set_user_attr(CONFIG_ATTR, stored)
+    if study_uid(study) is None:
+        study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
     study.set_user_attr(VERSION_ATTR, __version__)
+    study.set_user_attr(CONFIG_ATTR, stored)
+
+
+def is_half_made(study: optuna.Study) -> bool:
+    """True for a study that a run was cut while creating (Optuna's study row is one write, the
+    config another): no stored config, no trials, no user attrs but the ones ``save_config``
+    writes before the config. Nothing is lost by adopting it (``check_same_config``)."""
+    return (not has_stored_config(study) and set(study.user_attrs) <= {UID_ATTR, VERSION_ATTR}
+            and not study.get_trials(deepcopy=False))
 
 
 def study_uid(study: optuna.Study) -> str | None:
@@ -56,14 +67,23 @@ def has_stored_config(study: optuna.Study) -> bool:
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
-    """The config the study was created with; UserError when the study was not made by hpstudy."""
+    """The config the study was created with (its storage URL masked, also in a copy stored by an
+    older hpstudy); UserError when the study was not made by hpstudy."""
     raw = study.user_attrs.get(CONFIG_ATTR)
+    if raw is None and is_half_made(study):
+        raise UserError(
+            f"study '{study.study_name}' is half-made: a run was cut while creating it, before its config was "
+            f"stored (it has no trials); run the same `hpstudy run CONFIG --study-name {study.study_name}` again, "
+            "which adopts it"
+        )
     if raw is None:
         raise UserError(
             f"study '{study.study_name}' was not created by hpstudy (no stored config), and hpstudy trains only "
             "studies it created; start one under a new name with `hpstudy run CONFIG --study-name NEW` "
             "(report, export, list and best read this one as it is)"
         )
+    if isinstance(raw, dict) and isinstance(raw.get("storage"), str):  # stored before query passwords were masked
+        raw = {**raw, "storage": redact(raw["storage"])}
     return StudyConfig.from_dict(raw)
 
 
@@ -82,13 +102,29 @@ def first_difference(stored: dict[str, Any], wanted: dict[str, Any], prefix: str
 
 
 def check_same_config(study: optuna.Study, cfg: StudyConfig) -> None:
-    """Refuse to continue ``study`` with a config that is not the one it was created with."""
+    """Refuse to continue ``study`` with a config that is not the one it was created with. A
+    half-made study (``is_half_made``) of the same direction passes: the run stores its config."""
+    if is_half_made(study):
+        _check_adoptable(study, cfg)
+        return
     difference = first_difference(stored_config(study).identity(), cfg.identity())
     if difference:
         raise UserError(
             f"study '{study.study_name}' exists with a different config ({difference}); "
             f"continue it as stored with `hpstudy resume --study-name {study.study_name}`, "
             f"choose a new --study-name, or start over after `hpstudy delete --study-name {study.study_name}`"
+        )
+
+
+def _check_adoptable(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Refuse to adopt a half-made study whose direction is not the config's (Optuna fixes it)."""
+    wanted = [optuna.study.StudyDirection.MAXIMIZE if cfg.study.direction == "maximize" else optuna.study.StudyDirection.MINIMIZE]
+    if list(study.directions) != wanted:
+        made = ", ".join(d.name.lower() for d in study.directions)
+        raise UserError(
+            f"study '{study.study_name}' exists without a config or trials (a run was cut while creating it), "
+            f"made to {made} where the config asks to {cfg.study.direction}; delete it with "
+            f"`hpstudy delete --study-name {study.study_name}`, or choose a new --study-name"
         )
 
 

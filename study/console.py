@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -15,7 +16,7 @@ from rich.table import Table
 from hpstudy.reports.tables import StudyRow
 from hpstudy.search_spaces.presets import Preset
 from hpstudy.storage.check import CheckReport
-from hpstudy.storage.urls import storage_option
+from hpstudy.storage.urls import redact, storage_option
 from hpstudy.study import trial_attrs
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.runner import FINISHED_STATES, RunResult
@@ -125,7 +126,7 @@ def print_run_summary(console: Console, result: RunResult, study: optuna.Study) 
         numbers = ", ".join(f"#{n}" for n in result.recovered)
         console.print(f"Recovered {len(result.recovered)} trial(s) left running by a dead process ({numbers}): failed and "
                       "queued again; a retry goes on from its trial's last checkpoint, if it had one")
-    console.print(f"Stored in {result.storage} as study '{result.study_name}'", highlight=False)
+    console.print(f"Stored in {redact(result.storage)} as study '{result.study_name}'", highlight=False)
     if result.trials_this_run == 0 and result.finished >= result.target:
         console.print(
             f"The study had reached its target; to run more, raise it: hpstudy resume --study-name "
@@ -165,7 +166,7 @@ def _param_text(value: Any) -> str:
 
 def studies_table(rows: Sequence[StudyRow], *, storage: str) -> Table:
     """`hpstudy list`: a study per row with trial counts by state and the best value."""
-    table = Table(title=f"Studies in {storage}", title_justify="left")
+    table = Table(title=f"Studies in {redact(storage)}", title_justify="left")
     for column in ("study", "direction", "complete", "pruned", "failed", "running", "queued", "best value", "best trial"):
         table.add_column(column, justify="left" if column in ("study", "direction") else "right")
     for row in rows:
@@ -180,23 +181,41 @@ def studies_table(rows: Sequence[StudyRow], *, storage: str) -> Table:
 
 
 def print_check_report(console: Console, report: CheckReport) -> None:
-    """`hpstudy check`: integrity, then per study the stuck trials and orphaned checkpoints."""
-    console.print(f"Storage {report.storage}: integrity {report.integrity}")
+    """`hpstudy check`: integrity, then per study the stuck trials, orphaned and damaged
+    checkpoints, files killed processes left and whether it is half-made."""
+    console.print(f"Storage {redact(report.storage)}: integrity {report.integrity}")
+    _print_files(console, "leftover files of a killed database build", report.leftovers, report.removed)
     for health in report.studies:
         console.print(f"Study '{health.name}':")
+        if health.half_made:
+            console.print("  half-made: a run was cut while creating it (no config, no trials); the same "
+                          f"`hpstudy run CONFIG --study-name {health.name}` adopts it, or `hpstudy delete` it")
         if health.running:
             console.print(f"  running (worker alive): {', '.join(f'#{n}' for n in health.running)}")
         if health.stuck:
             action = "failed and queued again" if health.requeued else "run `hpstudy check --fix` or any run/resume to recover"
             console.print(f"  stuck RUNNING (worker gone): {', '.join(f'#{n}' for n in health.stuck)}; {action}")
-        if health.orphans:
-            action = "deleted" if health.deleted else "delete with --fix"
-            console.print(f"  orphaned checkpoints: {len(health.orphans)} ({action})")
-            for path in health.orphans:
-                console.print(f"    {path}")
-        if not (health.running or health.stuck or health.orphans):
+        _print_files(console, "orphaned checkpoints", health.orphans, health.deleted)
+        if health.damaged:
+            action = "deleted: their trials start again from epoch 0" if health.deleted else (
+                "their trials would start again from epoch 0; delete with --fix")
+            console.print(f"  damaged checkpoints: {len(health.damaged)} ({action})")
+            for damaged in health.damaged:
+                console.print(f"    {damaged.path}: {damaged.reason}")
+        _print_files(console, "temporary files of killed writers", health.leftovers, health.deleted)
+        if not (health.running or health.problems or health.stuck):
             console.print("  ok")
     console.print("No problems found" if not report.problems else f"{report.problems} problem(s) left")
+
+
+def _print_files(console: Console, what: str, paths: list[Path], deleted: list[Path]) -> None:
+    """A count of ``paths`` (and whether --fix deleted them), then one path per line."""
+    if not paths:
+        return
+    action = "deleted" if set(paths) <= set(deleted) else "delete with --fix"
+    console.print(f"  {what}: {len(paths)} ({action})")
+    for path in paths:
+        console.print(f"    {path}")
 
 
 def preset_table(preset: Preset, cfg: StudyConfig) -> Table:
