@@ -9,6 +9,7 @@ the parameter's catalog entry, so a bad range is refused before anything runs.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -23,9 +24,10 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from hpstudy.search_spaces.catalog import ParamInfo
-from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.errors import UserError, did_you_mean, quote
 
 GRID_LIMIT = 10_000
+MAX_STEPS = 1e15  # steps of a range: beyond about 2**53 a float cannot tell ``low + k * step`` apart
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,21 @@ class FloatParam:
         """True when ``value`` is a number this range can produce."""
         return _is_number(value) and self.to_distribution()._contains(float(value))  # noqa: SLF001
 
+    def grid_count(self) -> int | None:
+        """How many values ``grid_values`` walks (counted, not listed), or None for a continuous range."""
+        if self.step is None:
+            return None
+        return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+
     def canonical(self, value: Any) -> float:
         """``value`` (one ``contains`` accepts) as the float a trial of this range holds."""
         return float(value)
 
     def grid_values(self) -> list[float] | None:
         """The values a grid search walks, or None when the range is continuous."""
-        if self.step is None:
+        count = self.grid_count()
+        if count is None:
             return None
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         return [float(v) for v in np.round(self.low + self.step * np.arange(count), 12)]
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +102,12 @@ class IntParam:
 
     def contains(self, value: Any) -> bool:
         """True when ``value`` is an integer this range can produce."""
-        return _is_number(value) and float(value).is_integer() and self.to_distribution()._contains(int(value))  # noqa: SLF001
+        return (_is_number(value) and float(value).is_integer()
+                and self.to_distribution()._contains(int(value)))  # noqa: SLF001
+
+    def grid_count(self) -> int:
+        """How many integers ``grid_values`` walks (counted, not listed)."""
+        return (self.high - self.low) // self.step + 1
 
     def canonical(self, value: Any) -> int:
         """``value`` (one ``contains`` accepts, 64.0 say) as the int a trial of this range holds."""
@@ -144,6 +157,10 @@ class CategoricalParam:
         return next((c for c in self.choices if value == c and type(value) is type(c)),
                     next((c for c in self.choices if _is_number(c) and value == c), value))
 
+    def grid_count(self) -> int:
+        """How many choices there are."""
+        return len(self.choices)
+
     def grid_values(self) -> list[Any]:
         """Every choice, in order."""
         return list(self.choices)
@@ -179,6 +196,10 @@ class Fixed:
         """The fixed value itself."""
         return self.value
 
+    def grid_count(self) -> int:
+        """One value."""
+        return 1
+
     def grid_values(self) -> list[Any]:
         """The one value."""
         return [self.value]
@@ -196,7 +217,8 @@ ParamSpec = Union[FloatParam, IntParam, CategoricalParam, Fixed]
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real int or float that a 64-bit float can hold (huge ints would overflow ``float()``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 _RANGE_KEYS = {"low", "high", "log", "step"}
 
@@ -229,7 +251,7 @@ def parse_spec(name: str, raw: Any, info: ParamInfo) -> ParamSpec:
 def _refuse_unknown_keys(where: str, raw: dict[str, Any], allowed: set[str]) -> None:
     for key in raw:
         if key not in allowed:
-            raise UserError(f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}")
+            raise UserError(f"{where}: unknown key {quote(key)}{did_you_mean(str(key), allowed)}")
 
 
 def _checked_value(where: str, value: Any, info: ParamInfo) -> Any:
@@ -258,6 +280,9 @@ def _check_steps_reach_high(where: str, low: float, high: float, step: float, in
     """Refuse a stepped range whose high is not low plus a whole number of steps: Optuna would
     quietly search a shorter range than the one written (and the report would show the written one)."""
     steps = (high - low) / step
+    if not steps <= MAX_STEPS:  # also catches an infinite count
+        raise UserError(f"{where}.step: {step:g} cuts {low:g} .. {high:g} into more than {MAX_STEPS:.0e} steps, "
+                        "finer than a float tells apart; use a larger step or drop it")
     if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps):
         return
     below, above = (low + k * step for k in (math.floor(steps), math.ceil(steps)))
@@ -268,13 +293,23 @@ def _check_steps_reach_high(where: str, low: float, high: float, step: float, in
                     f"set high to {fixes}")
 
 
+def _check_step(where: str, step: Any, info: ParamInfo) -> None:
+    """A step is a finite positive number (an integer for an int parameter), within the parameter's ceiling."""
+    if not _is_number(step) or step <= 0:
+        raise UserError(f"{where}.step: must be a finite positive number (got {quote(step)})")
+    if info.kind == "int" and not float(step).is_integer():
+        raise UserError(f"{where}.step: must be an integer for {where} (got {quote(step)})")
+    if info.ceiling is not None and step > info.ceiling:
+        raise UserError(f"{where}.step: must be at most {info.ceiling:g} (got {quote(step)})")
+
+
 def _parse_range(where: str, raw: dict[str, Any], info: ParamInfo) -> FloatParam | IntParam:
     low = _checked_value(f"{where}.low", raw["low"], info)
     high = _checked_value(f"{where}.high", raw["high"], info)
     log = raw.get("log", False)
     step = raw.get("step")
     if not isinstance(log, bool):
-        raise UserError(f"{where}.log: must be true or false (got {log!r})")
+        raise UserError(f"{where}.log: must be true or false (got {quote(log)})")
     if low > high:
         raise UserError(f"{where}: low ({low}) is greater than high ({high}); swap them")
     if log and low <= 0:
@@ -282,10 +317,7 @@ def _parse_range(where: str, raw: dict[str, Any], info: ParamInfo) -> FloatParam
     if log and step is not None:
         raise UserError(f"{where}: log and step cannot be combined; drop one of them")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-            raise UserError(f"{where}.step: must be a positive number (got {step!r})")
-        if info.kind == "int" and not float(step).is_integer():
-            raise UserError(f"{where}.step: must be an integer for {where} (got {step!r})")
+        _check_step(where, step, info)
         _check_steps_reach_high(where, low, high, step, info)
     if info.kind == "int":
         return IntParam(int(low), int(high), log=log, step=int(step or 1))
@@ -294,12 +326,13 @@ def _parse_range(where: str, raw: dict[str, Any], info: ParamInfo) -> FloatParam
 
 def grid_of(name: str, spec: ParamSpec) -> Sequence[Any]:
     """The grid values of ``spec``, or raise UserError when the range is continuous or too big."""
-    values = spec.grid_values()
-    if values is None:
+    count = spec.grid_count()
+    if count is None:
         raise UserError(
             f"search_space.{name}: the grid sampler needs choices or a step for {name}; "
             f"add step or list the values"
         )
-    if len(values) > GRID_LIMIT:
-        raise UserError(f"search_space.{name}: {len(values)} grid values is too many; use a larger step")
-    return values
+    if count > GRID_LIMIT:
+        raise UserError(f"search_space.{name}: {count:,} grid values is too many (at most {GRID_LIMIT:,}); "
+                        "use a larger step")
+    return spec.grid_values()

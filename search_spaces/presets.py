@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hpstudy.search_spaces.catalog import INITIALIZERS, OPTIMIZERS
-from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.errors import UserError, did_you_mean, quote
 from hpstudy.study.optuna_parts import PRUNER_DEFAULTS
 
 DEFAULT_PRESET = "default"
@@ -225,5 +225,5 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise UserError(
-            f"unknown preset '{name}'{did_you_mean(name, PRESETS)}; `hpstudy spaces` lists them"
+            f"unknown preset {quote(name)}{did_you_mean(name, PRESETS)}; `hpstudy spaces` lists them"
         ) from None

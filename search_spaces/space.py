@@ -13,7 +13,7 @@ from optuna.trial import BaseTrial
 from hpstudy.search_spaces.catalog import PARAMETERS, per_layer_name
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.search_spaces.params import Fixed, ParamSpec, grid_of, parse_spec
-from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.errors import UserError, did_you_mean, quote
 
 
 #: Params that change a trial only when another param takes one of some values.
@@ -51,7 +51,7 @@ class SearchSpace:
         for name, spec in raw.items():
             if name not in PARAMETERS:
                 raise UserError(
-                    f"search_space: unknown parameter '{name}'{did_you_mean(str(name), PARAMETERS)}"
+                    f"search_space: unknown parameter {quote(name)}{did_you_mean(str(name), PARAMETERS)}"
                 )
             specs[name] = parse_spec(name, spec, PARAMETERS[name])
         return cls(specs)

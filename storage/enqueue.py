@@ -15,7 +15,7 @@ from hpstudy.storage.engine import open_storage
 from hpstudy.storage.stored_config import stored_config
 from hpstudy.storage.studies import load_existing_study
 from hpstudy.storage.urls import StorageLocation
-from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.study.errors import UserError, did_you_mean, quote, shorten
 
 ENQUEUED_ATTR = "enqueued"
 
@@ -54,18 +54,18 @@ def enqueue_params(location: StorageLocation, study_name: str, params: Any) -> Q
 
 def _check(space: Any, entry: Any, per_layer_units: bool) -> dict[str, Any]:
     if not isinstance(entry, Mapping) or not entry:
-        raise UserError(f"--params: each set must be a non-empty JSON object of param names to values (got {entry!r})")
+        raise UserError(f"--params: each set must be a non-empty JSON object of param names to values (got {quote(entry)})")
     checked = {}
     for name, value in entry.items():
         spec_name = "hidden_units" if per_layer_units and str(name).startswith(PER_LAYER_PREFIX) else name
         if spec_name not in space.searched:
             if spec_name in space.specs and isinstance(space.specs[spec_name], Fixed):
-                raise UserError(f"--params: '{name}' is fixed at {space.specs[spec_name].value!r} in this study; leave it out")
+                raise UserError(f"--params: {quote(name)} is fixed at {quote(space.specs[spec_name].value)} in this study; leave it out")
             raise UserError(
-                f"--params: '{name}' is not searched by this study{did_you_mean(str(name), space.searched)}"
+                f"--params: {quote(name)} is not searched by this study{did_you_mean(str(name), space.searched)}"
             )
         spec = space.specs[spec_name]
         if not spec.contains(value):
-            raise UserError(f"--params: {name}={value!r} is outside the study's space ({spec.describe()})")
+            raise UserError(f"--params: {shorten(str(name))}={quote(value)} is outside the study's space ({spec.describe()})")
         checked[name] = spec.canonical(value)  # 64.0 runs as the batch size 64, not as a float
     return checked

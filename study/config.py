@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
+import stat
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -22,26 +25,27 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PlainSerializer,
-    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from hpstudy.search_spaces.catalog import NOT_IN_VARIANTS, PARAMETERS
+from hpstudy.search_spaces.params import GRID_LIMIT
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.search_spaces.presets import DEFAULT_PRESET, Preset, get_preset
 from hpstudy.search_spaces.space import SearchSpace
-from hpstudy.study.errors import UserError, did_you_mean
+from hpstudy.storage import STORAGE_ENV
+from hpstudy.study.errors import UserError, did_you_mean, quote, shorten
+from hpstudy.study.model_size import check_model_size
 from hpstudy.study.optuna_parts import build_pruner, build_sampler
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")
 
 #: Keys that say how a run goes, not what the study is: they may differ between runs of one study.
 RUN_ONLY_KEYS = (
@@ -60,8 +64,25 @@ RUN_ONLY_KEYS = (
 )
 
 
+#: Upper bounds of counts and durations: beyond them a value is a typo, would never finish, or would
+#: overflow what it is handed to (Python's sleep and thread waits, NumPy's 32-bit seeds).
+MAX_TRIALS = 1_000_000
+MAX_EPOCHS = 100_000
+MAX_SECONDS = 10 * 365 * 24 * 3600  # ten years
+MAX_SEED = 2**32 - 1
+MAX_PACK = 1_024
+MAX_COUNT = 2**31 - 1
+
+
+def _up_to(ceiling: int | float, *, least: int = 1) -> Any:
+    """A field type: an int (a float for a float ceiling) from ``least`` to ``ceiling``."""
+    kind = float if isinstance(ceiling, float) else int
+    floor = Field(gt=0) if least == 1 else Field(ge=least)  # "greater than 0", as PositiveInt says it
+    return Annotated[kind, floor, Field(le=ceiling)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SamplerConfig(_Section):
@@ -84,12 +105,12 @@ class StudySection(_Section):
     name: str = Field(default="hpstudy", min_length=1, max_length=200)
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     direction: Literal["minimize", "maximize"] | None = None
-    n_trials: PositiveInt = 20
-    timeout: NonNegativeFloat | None = None
-    budget_epochs: PositiveInt | None = None
-    seed: NonNegativeInt = 0
-    heartbeat_interval: PositiveInt = 5
-    grace_period: PositiveInt = 20
+    n_trials: _up_to(MAX_TRIALS) = 20  # type: ignore[valid-type]
+    timeout: _up_to(float(MAX_SECONDS), least=0) | None = None  # type: ignore[valid-type]
+    budget_epochs: _up_to(MAX_TRIALS * MAX_EPOCHS) | None = None  # type: ignore[valid-type]
+    seed: _up_to(MAX_SEED, least=0) = 0  # type: ignore[valid-type]
+    heartbeat_interval: _up_to(3600) = 5  # type: ignore[valid-type]
+    grace_period: _up_to(7 * 24 * 3600) = 20  # type: ignore[valid-type]
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
 
@@ -101,7 +122,7 @@ class StudySection(_Section):
         if not tidy:
             raise ValueError("a study name cannot be blank; give one, e.g. --study-name digits-mlp")
         if name != name.strip() or not name.isprintable():
-            raise ValueError(f"{name!r} has a space at an end or a control character; name it {tidy!r}")
+            raise ValueError(f"{quote(name)} has a space at an end or a control character; name it {quote(tidy)}")
         return name
 
     @model_validator(mode="after")
@@ -134,8 +155,13 @@ class DataSection(_Section):
     download: bool = True
     verify_checksums: bool = True
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    train_subset: Annotated[int, Field(ge=2)] | None = None  # a training step needs two samples
-    val_subset: PositiveInt | None = None
+    train_subset: _up_to(MAX_COUNT, least=2) | None = None  # type: ignore[valid-type] # a step needs two samples
+    val_subset: _up_to(MAX_COUNT) | None = None  # type: ignore[valid-type]
+
+    @field_validator("root")
+    @classmethod
+    def _root_is_a_path(cls, value: str) -> str:
+        return _path_text("data.root", value)
 
 
 class ModelSection(_Section):
@@ -148,7 +174,7 @@ class ModelSection(_Section):
 class EarlyStoppingConfig(_Section):
     """Stop a trial when validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    patience: PositiveInt | None = None
+    patience: _up_to(MAX_EPOCHS) | None = None  # type: ignore[valid-type]
     min_delta: NonNegativeFloat = 0.0
 
 
@@ -157,7 +183,7 @@ class SchedulerConfig(_Section):
 
     name: Literal["none", "plateau"] = "none"
     factor: float = Field(default=0.5, gt=0.0, lt=1.0)
-    patience: NonNegativeInt = 2
+    patience: _up_to(MAX_EPOCHS, least=0) = 2  # type: ignore[valid-type]
 
 
 class TrainSection(_Section):
@@ -168,14 +194,14 @@ class TrainSection(_Section):
     ``$XDG_STATE_HOME/hpstudy/checkpoints``, ``~/.local/state/...``)."""
 
     device: str = "auto"
-    eval_batch_size: PositiveInt = 4096
+    eval_batch_size: _up_to(MAX_COUNT) = 4096  # type: ignore[valid-type]
     deterministic: bool = False
     amp: Literal["off", "bf16", "fp16"] = "off"
     compile: bool = False
     channels_last: Literal["auto", "on", "off"] = "auto"
-    pack: PositiveInt = 1
+    pack: _up_to(MAX_PACK) = 1  # type: ignore[valid-type]
     checkpoints: bool = True
-    checkpoint_every: PositiveInt | None = None
+    checkpoint_every: _up_to(MAX_EPOCHS) | None = None  # type: ignore[valid-type]
     checkpoint_dir: str | None = None
     keep_best_model: bool = False
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
@@ -184,9 +210,14 @@ class TrainSection(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not _DEVICE_PATTERN.match(value):
-            raise ValueError(f"unknown device '{value}'; use auto, cpu, cuda or cuda:N")
+        if not _DEVICE_PATTERN.fullmatch(value):
+            raise ValueError(f"unknown device {quote(value)}; use auto, cpu, cuda or cuda:N")
         return value
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _checkpoint_dir_is_a_path(cls, value: str | None) -> str | None:
+        return None if value is None else _path_text("train.checkpoint_dir", value)
 
     @model_validator(mode="after")
     def _best_model_beside_the_checkpoints(self) -> TrainSection:
@@ -194,6 +225,14 @@ class TrainSection(_Section):
             raise ValueError("train.keep_best_model needs train.checkpoints: true (the best model is kept in "
                              "the study's checkpoint folder); turn checkpoints on or keep_best_model off")
         return self
+
+
+def _path_text(key: str, value: str) -> str:
+    """``value`` if it can name a file: not empty, no NUL or other control character."""
+    if not value or not value.isprintable():
+        raise ValueError(f"{key}: {quote(value)} cannot name a folder (empty, or a control character in it); "
+                         "give a path")
+    return value
 
 
 SearchSpaceField = Annotated[
@@ -206,7 +245,8 @@ SearchSpaceField = Annotated[
 class StudyConfig(_Section):
     """Everything a study needs, validated. Build it with ``load_config`` or ``from_dict``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)
 
     study: StudySection = StudySection()
     storage: str = DEFAULT_STORAGE
@@ -219,6 +259,11 @@ class StudyConfig(_Section):
     @model_validator(mode="after")
     def _variants_fit_the_space(self) -> StudyConfig:
         _check_variants(self)
+        return self
+
+    @model_validator(mode="after")
+    def _largest_model_fits(self) -> StudyConfig:
+        check_model_size(self)
         return self
 
     @model_validator(mode="after")
@@ -276,7 +321,7 @@ def _check_variants(cfg: StudyConfig) -> None:
         for key, value in bundle.items():
             if key not in PARAMETERS or key in NOT_IN_VARIANTS:
                 allowed = [p for p in PARAMETERS if p not in NOT_IN_VARIANTS]
-                raise UserError(f"variants.{name}: '{key}' cannot be set by a variant{did_you_mean(str(key), allowed)}")
+                raise UserError(f"variants.{name}: {quote(key)} cannot be set by a variant{did_you_mean(str(key), allowed)}")
             problem = PARAMETERS[key].problem_with(value)
             if problem:
                 raise UserError(f"variants.{name}.{key}: {problem}")
@@ -287,7 +332,7 @@ def _check_variants(cfg: StudyConfig) -> None:
         for value in spec.grid_values() or []:
             if value not in cfg.variants:
                 raise UserError(
-                    f"search_space.variant: no variant named '{value}'{did_you_mean(str(value), cfg.variants)}; "
+                    f"search_space.variant: no variant named {quote(value)}{did_you_mean(str(value), cfg.variants)}; "
                     "define it under variants:"
                 )
 
@@ -308,9 +353,64 @@ def _check_packable(cfg: StudyConfig) -> None:
 # ---------------------------------------------------------------- reading
 
 
+#: Bounds on what any YAML input (a config file, a ``--set`` value, ``--params``) may hold, checked while
+#: it is read, before a value is built: aliases can make a few lines stand for billions of values.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+MAX_SCALAR_CHARS = 10_000
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _TooLarge(yaml.MarkedYAMLError):
+    """Input beyond MAX_DEPTH, MAX_VALUES or MAX_SCALAR_CHARS, or an alias that loops."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``) and refuses a key
-    written twice in one mapping (plain YAML keeps the last and silently drops the first)."""
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 wants ``1.0e-4``), refuses a key
+    written twice in one mapping (plain YAML keeps the last and silently drops the first), and
+    measures every node as it is composed: its size with aliases expanded and its depth, refusing
+    input beyond the bounds above before anything is constructed."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open = 0
+        self._measures: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, depth)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._measures:
+                raise _TooLarge(None, None, "an alias refers to the value that contains it (aliases must not loop)",
+                                event.start_mark)
+            return super().compose_node(parent, index)
+        self._open += 1
+        try:
+            if self._open > MAX_DEPTH:
+                raise _TooLarge(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._open -= 1
+        self._measures[id(node)] = self._measure(node)
+        return node
+
+    def _measure(self, node: yaml.Node) -> tuple[int, int]:
+        """(values, depth) of ``node`` with aliases expanded; its children are measured already."""
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_SCALAR_CHARS:
+                raise _TooLarge(None, None, f"a value of {len(node.value)} characters is longer than the "
+                                f"{MAX_SCALAR_CHARS} hpstudy reads", node.start_mark)
+            return 1, 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        size = 1 + sum(self._measures[id(child)][0] for child in children)
+        depth = 1 + max((self._measures[id(child)][1] for child in children), default=0)
+        if size > MAX_VALUES:
+            raise _TooLarge(None, None, f"it stands for more than {MAX_VALUES:,} values (aliases expanded)",
+                            node.start_mark)
+        if depth > MAX_DEPTH:
+            raise _TooLarge(None, None, f"nested more than {MAX_DEPTH} levels deep (aliases expanded)",
+                            node.start_mark)
+        return size, depth
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -322,7 +422,7 @@ class _Loader(yaml.SafeLoader):
                 continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' is written twice; keep one", key_node.start_mark
+                    None, None, f"key {quote(key)} is written twice; keep one", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -343,40 +443,98 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str, *, source: str) -> Any:
-    """Parse YAML text, or raise UserError naming ``source`` and the line of the problem."""
+    """Parse YAML text, or raise UserError naming ``source`` and the line of the problem.
+
+    Input nested more than MAX_DEPTH levels, standing for more than MAX_VALUES values once its
+    aliases are expanded, or holding a value longer than MAX_SCALAR_CHARS is refused as it is read.
+    """
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _TooLarge as exc:
+        raise UserError(f"{source}: too large to read{_line_of(exc)}: {exc.problem}; write it smaller") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise UserError(f"{source}: not valid YAML{where} ({problem}); fix the syntax") from None
+        problem = shorten(getattr(exc, "problem", None) or "syntax error")
+        raise UserError(f"{source}: not valid YAML{_line_of(exc)} ({problem}); fix the syntax") from None
+    except (ValueError, OverflowError):  # Python refuses the value a well-formed scalar stands for
+        raise UserError(f"{source}: a value cannot be read (a number of too many digits, or a date that does "
+                        "not exist); shorten it, or quote it to make it a string") from None
+
+
+def _line_of(exc: yaml.YAMLError) -> str:
+    """`` at line N`` for a YAML error that knows where it happened, else nothing."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark is not None else ""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict; refuse a missing, unreadable or non-mapping file."""
+    """Read a YAML config file into a dict; refuse a missing, unreadable, oversized or non-mapping
+    file, and anything that is not a regular file (a directory, FIFO, socket or device) before it
+    is opened."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file '{path}' not found; check the path, or use --preset NAME")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"config file '{path}' cannot be read ({exc.__class__.__name__})") from None
-    raw = parse_yaml(text, source=f"config file '{path}'")
+    shown = quote(str(path))
+    text = _read_regular_file(path, shown=shown)
+    raw = parse_yaml(text, source=f"config file {shown}")
     if not isinstance(raw, dict):
         kind = "empty" if raw is None else f"a {type(raw).__name__}"
         raise UserError(
-            f"config file '{path}' is {kind}, not a mapping; "
+            f"config file {shown} is {kind}, not a mapping; "
             f"write sections such as study:, data:, search_space:"
         )
     return raw
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _read_regular_file(path: Path, *, shown: str) -> str:
+    """The text of the regular file ``path``; its type and size are checked before it is read."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"config file {shown} not found; check the path, or use --preset NAME") from None
+    except (OSError, ValueError) as exc:  # permission, a name too long, a NUL in the name
+        raise UserError(f"config file {shown} cannot be read ({_reason(exc)}); check the path") from None
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(mode):
+            raise UserError(f"config file {shown} is {kind}, not a file; give the path of a YAML file")
+    try:
+        with open(path, "rb", opener=_nonblocking) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # replaced since it was checked
+                raise UserError(f"config file {shown} is not a regular file; give the path of a YAML file")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise UserError(f"config file {shown} is larger than {MAX_CONFIG_BYTES:,} bytes; a config is a "
+                            "few lines of YAML: check the path")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {shown} cannot be read ({_reason(exc)})") from None
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting: a FIFO put in the file's place is never waited on."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _reason(exc: BaseException) -> str:
+    """The short reason of an OS or decoding error, without Python's type names."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "a NUL character in the path" if "null" in str(exc) else shorten(str(exc))
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """Split ``key.path=value`` and parse the value as YAML (``0.1`` a float, ``[a, b]`` a list)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.]*", key.strip()):
-        raise UserError(f"--set needs key.path=value, e.g. --set study.n_trials=50 (got '{item}')")
+        raise UserError(f"--set needs key.path=value, e.g. --set study.n_trials=50 (got {quote(item)})")
     return key.strip(), parse_yaml(text, source=f"--set {key.strip()}") if text.strip() else ""
 
 
@@ -404,7 +562,7 @@ def load_config(
         preset_name = DEFAULT_PRESET
     if preset_name is not None:
         if not isinstance(preset_name, str):
-            raise UserError(f"preset must be a name (got {preset_name!r}); `hpstudy spaces` lists them")
+            raise UserError(f"preset must be a name (got {quote(preset_name)}); `hpstudy spaces` lists them")
         chosen = get_preset(preset_name)
         raw = copy.deepcopy(dict(chosen.config))
         if quick:
@@ -413,11 +571,9 @@ def load_config(
         raise UserError("--quick shrinks a preset; use it with --preset NAME (or a file with preset: NAME)")
     if file_raw is not None:
         _merge(raw, file_raw)
-    pairs = [*map(parse_override, overrides), *(values or {}).items()]
-    if repeats is not None:
-        if repeats < 1:
-            raise UserError(f"--repeats must be at least 1 (got {repeats})")
-        pairs.append(("search_space.seed", list(range(repeats))))
+    flags = {**(values or {}), **_repeats_value(repeats)}
+    pairs = [*map(parse_override, overrides), *flags.items()]
+    _refuse_flag_and_set(flags, pairs[: len(overrides)])
     for key, value in pairs:
         _set_dotted(raw, key, value)
         options_key = key.replace(".name", ".options")
@@ -431,6 +587,30 @@ def load_config(
     if cfg.study.sampler.name == "grid" and "n_trials" not in raw.get("study", {}):
         cfg = cfg.with_overrides({"study.n_trials": cfg.grid_size()})
     return cfg
+
+
+def _repeats_value(repeats: int | None) -> dict[str, list[int]]:
+    """The ``search_space.seed`` grid that ``--repeats R`` stands for (none without it)."""
+    if repeats is None:
+        return {}
+    if not 1 <= repeats <= GRID_LIMIT:
+        raise UserError(f"--repeats must be from 1 to {GRID_LIMIT:,} (got {quote(repeats)})")
+    return {"search_space.seed": list(range(repeats))}
+
+
+def _refuse_flag_and_set(flags: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]) -> None:
+    """Refuse a flag and a ``--set`` that give one key different values (the flag would silently win),
+    whether the ``--set`` names the key itself or a section holding it."""
+    given: dict[str, Any] = {}
+    for key, value in overrides:
+        _set_dotted(given, key, value)
+    for key, value in flags.items():
+        node: Any = given
+        for part in key.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and node != value:
+            flag = FLAG_OF_KEY.get(key, f"the command's own {key}")
+            raise UserError(f"{flag} and --set both set {key}, to different values; give it once")
 
 
 def _names_the_study(file_raw: Mapping[str, Any] | None, pairs: Sequence[tuple[str, Any]]) -> bool:
@@ -464,6 +644,20 @@ def _apply(raw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 
 
 _NAMED_PARTS = ("study.sampler.name", "study.pruner.name")
+_ABSENT = object()
+#: The flag behind each key that ``load_config``'s ``values`` (and ``repeats``) set, for messages.
+FLAG_OF_KEY: Mapping[str, str] = MappingProxyType({
+    "study.n_trials": "--n-trials",
+    "study.timeout": "--timeout",
+    "study.budget_epochs": "--budget-epochs",
+    "study.name": "--study-name",
+    "study.seed": "--seed",
+    "storage": f"--storage (or ${STORAGE_ENV})",
+    "train.device": "--device",
+    "train.pack": "--pack",
+    "search_space.seed": "--repeats",
+    "study.sampler": "--samplers",
+})
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -489,8 +683,8 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             prefix = ".".join(parts[: depth + 1])
             raise UserError(
-                f"--set {dotted}: '{prefix}' is a plain value ({child!r}), not a section; "
-                f"set '{prefix}' itself"
+                f"{shorten(dotted)}: {quote(prefix)} is a plain value ({quote(child)}), not a section; "
+                f"set {quote(prefix)} itself"
             )
         node = child
     node[parts[-1]] = value
@@ -502,20 +696,20 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
 def _as_user_error(exc: ValidationError) -> UserError:
     error = exc.errors(include_url=False)[0]
     loc = tuple(str(p) for p in error["loc"])
-    where = ".".join(loc) or "config"
+    where = shorten(".".join(loc)) or "config"
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        return UserError(f"unknown config key '{where}'{did_you_mean(loc[-1], allowed)}")
+        return UserError(f"unknown config key {quote(where)}{did_you_mean(loc[-1], allowed)}")
     message = error["msg"]
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
         return UserError(message if message.startswith(("study.", "data.", "train.")) else f"{where}: {message}")
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return UserError(f"{where}: unknown value {error['input']!r}; choose from {expected}")
+        return UserError(f"{where}: unknown value {quote(error['input'])}; choose from {expected}")
     got = error.get("input")
-    return UserError(f"{where}: {message[0].lower()}{message[1:]} (got {got!r})")
+    return UserError(f"{where}: {message[0].lower()}{message[1:]} (got {quote(got)})")
 
 
 def _allowed_keys(loc: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
+from hpstudy.study.model_shapes import conv_blocks
 
 ACTIVATIONS: Mapping[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -31,8 +32,6 @@ _WEIGHT_INITS: Mapping[str, Callable[..., object]] = {
 }
 #: Every initializer name: PyTorch's own ("default") plus the explicit ones.
 INITIALIZER_NAMES = ("default", *_WEIGHT_INITS)
-
-POOL_MIN_SIZE = 4  # max-pool a conv block's output only while it is at least this wide
 
 
 #: Dropout's random draws on the CPU: 16-bit lanes of 64-bit words, four mask entries per draw.
@@ -102,27 +101,23 @@ def mlp(hp: Hyperparams, *, in_features: int, n_classes: int) -> nn.Sequential:
 
 def cnn(hp: Hyperparams, *, input_shape: tuple[int, ...], n_classes: int) -> nn.Sequential:
     """``n_conv`` blocks (Conv → BatchNorm? → activation → MaxPool while wide enough), channels
-    doubling per block, then a dense head like the MLP's."""
-    in_channels, height, width = input_shape
+    doubling per block, then a dense head like the MLP's; ``model_shapes.conv_blocks`` plans them."""
     layers: list[nn.Module] = []
-    channels = hp.channels
-    padding = hp.kernel_size // 2
-    for _ in range(hp.n_conv):
+    blocks = conv_blocks(input_shape=input_shape, channels=hp.channels, kernel_size=hp.kernel_size,
+                         stride=hp.stride, n_conv=hp.n_conv)
+    for block in blocks:
         layers.append(
-            nn.Conv2d(in_channels, channels, hp.kernel_size, stride=hp.stride, padding=padding,
-                      bias=not hp.batch_norm)
+            nn.Conv2d(block.in_channels, block.out_channels, hp.kernel_size, stride=hp.stride,
+                      padding=hp.kernel_size // 2, bias=not hp.batch_norm)
         )
         if hp.batch_norm:
-            layers.append(nn.BatchNorm2d(channels))
+            layers.append(nn.BatchNorm2d(block.out_channels))
         layers.append(ACTIVATIONS[hp.activation]())
-        height = (height + 2 * padding - hp.kernel_size) // hp.stride + 1
-        width = (width + 2 * padding - hp.kernel_size) // hp.stride + 1
-        if min(height, width) >= POOL_MIN_SIZE:
+        if block.pooled:
             layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
-        in_channels, channels = channels, channels * 2
     layers.append(nn.Flatten())
-    layers += dense_stack(hp, in_features=in_channels * height * width, n_classes=n_classes)
+    in_features = blocks[-1].out_channels * blocks[-1].height * blocks[-1].width if blocks else math.prod(input_shape)
+    layers += dense_stack(hp, in_features=in_features, n_classes=n_classes)
     return nn.Sequential(*layers)
 
 

@@ -30,7 +30,10 @@ def test_a_trial_count_set_with_set_holds_for_grid_too(tmp_path):
 
 
 def test_n_trials_wins_over_the_preset(tmp_path):
-    assert {p.cfg.study.n_trials for p in plan(tmp_path, n_trials=5, overrides=["study.n_trials=3"])} == {5}
+    assert {p.cfg.study.n_trials for p in plan(tmp_path, n_trials=5)} == {5}
+    assert {p.cfg.study.n_trials for p in plan(tmp_path, n_trials=3, overrides=["study.n_trials=3"])} == {3}
+    with pytest.raises(UserError, match="--n-trials and --set both set study.n_trials"):  # issue 17: no silent win
+        plan(tmp_path, n_trials=5, overrides=["study.n_trials=3"])
 
 
 def test_seeds_and_names_are_the_comparisons_own(tmp_path):
