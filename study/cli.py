@@ -20,7 +20,8 @@ from rich.console import Console
 
 from hpstudy.storage import STORAGE_ENV
 from hpstudy.study import __version__
-from hpstudy.study.errors import UserError
+from hpstudy.study.errors import UserError, quote
+from hpstudy.study.standard_output import guarded_stdout
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -29,6 +30,14 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
 PIPED_WIDTH = 160
+MAX_WORKER_INDEX = 2**31 - 1
+#: Pairs of flags that contradict each other, with what each does.
+CONTRADICTING_FLAGS = (
+    ("no_report", "report", "--no-report or --report PATH (--no-report writes no report, --report says where it goes)"),
+    ("device", "devices", "--device or --devices (--devices gives each worker one of its devices, round-robin)"),
+)
+#: Flags that do nothing with --print-config, which runs nothing.
+RUN_ONLY_FLAGS = (("workers", "--workers"), ("devices", "--devices"), ("report", "--report"), ("no_report", "--no-report"))
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -43,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     console = make_console()
     try:
-        return args.handler(args, console)
+        with guarded_stdout():  # `hpstudy spaces > /dev/full`: one line, exit 2, as for a full store
+            return args.handler(args, console)
     except UserError as exc:
-        print(f"hpstudy: error: {exc}", file=sys.stderr)
+        print(f"hpstudy: error: {_masked(str(exc), args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hpstudy: interrupted", file=sys.stderr)
@@ -54,9 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return EXIT_OK
     except Exception:  # a bug or a broken environment, not a user mistake: show where
-        traceback.print_exc()
-        print("hpstudy: failed; finished trials are kept in the storage", file=sys.stderr)
-        return EXIT_FAILURE
+        return _failed(args)
+
+
+def _failed(args: argparse.Namespace) -> int:
+    """Print the traceback of an unexpected error (secrets masked) and say the trials are kept."""
+    print(_masked(traceback.format_exc(), args), end="", file=sys.stderr)
+    print("hpstudy: failed; finished trials are kept in the storage", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _masked(text: str, args: argparse.Namespace) -> str:
+    """``text`` with every URL in it, and every secret of the storage URLs in use, masked."""
+    from hpstudy.storage.masking import mask_text
+
+    return mask_text(text, urls=(getattr(args, "storage", None), os.environ.get(STORAGE_ENV)))
 
 
 def make_console() -> Console:
@@ -227,10 +249,35 @@ def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- commands
 
 
+def _refuse_contradictions(args: argparse.Namespace) -> None:
+    """UserError for flags that contradict each other, which would otherwise be settled silently:
+    a pair of ``CONTRADICTING_FLAGS``, or a run-only flag with ``--print-config`` (a flag and a
+    ``--set`` of its key: ``load_config`` refuses them)."""
+    for first, second, choice in CONTRADICTING_FLAGS:
+        if _given(args, first) and _given(args, second):
+            raise UserError(f"give {choice}, not both")
+    if _given(args, "print_config"):
+        idle = [flag for name, flag in RUN_ONLY_FLAGS if _given(args, name)]
+        if idle:
+            raise UserError(f"--print-config runs nothing, so {' and '.join(idle)} would do nothing; "
+                            f"drop {'it' if len(idle) == 1 else 'them'} or --print-config")
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    """Whether flag ``name`` has a value (a switch: is on)."""
+    return getattr(args, name, None) not in (None, False)
+
+
+def _wants_workers(args: argparse.Namespace) -> bool:
+    """Whether ``--workers``/``--devices`` ask for worker processes (``--workers 1`` alone: no)."""
+    return args.devices is not None or (args.workers is not None and args.workers != 1)
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.config import load_config
     from hpstudy.study.runner import run_study
 
+    _refuse_contradictions(args)
     values = {
         **_limit_values(args),
         **{
@@ -255,25 +302,33 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
     for reason in cfg.search_space.inert(model_kind=cfg.model.kind, variants=cfg.variants):
         console.print(f"Note: {reason}: it changes nothing; leave it out of search_space", highlight=False)
-    if args.workers != 1 or args.devices:
+    if _wants_workers(args):
         return _run_workers(console, cfg, args)
     return _run_and_summarize(console, lambda observer: run_study(cfg, observer=observer), cfg.storage, args)
 
 
 def _print_config(cfg: Any) -> int:
-    """Print ``cfg`` as a YAML config file: ``load_config`` of it gives ``cfg`` back."""
+    """Print ``cfg`` as a YAML config file: ``load_config`` of it gives ``cfg`` back, but for a
+    storage password, which is masked (a comment says so): ``hpstudy run FILE`` then takes the real
+    URL from ``$HPSTUDY_STORAGE`` or ``--storage``, and refuses the masked one in one line."""
     import yaml
 
+    from hpstudy.storage.masking import mask_url
+
+    printed = {**cfg.to_dict(), "storage": mask_url(cfg.storage)}
     print("# hpstudy config, every default written out; run it with: hpstudy run FILE")
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=100), end="")
+    if printed["storage"] != cfg.storage:
+        print(f"# storage: its password is masked; run with the real URL in ${STORAGE_ENV} or --storage URL")
+    print(yaml.safe_dump(printed, sort_keys=False, default_flow_style=None, width=100), end="")
     return EXIT_OK
 
 
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.runner import resume_study, resumed_config
 
+    _refuse_contradictions(args)
     name = _study_name(args)
-    if args.print_config or args.workers != 1 or args.devices:
+    if args.print_config or _wants_workers(args):
         cfg = resumed_config(storage_url=args.storage, study_name=name, overrides=_limit_values(args))
         return _print_config(cfg) if args.print_config else _run_workers(console, cfg, args)
     return _run_and_summarize(
@@ -288,10 +343,15 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
 
 def _run_workers(console: Console, cfg: Any, args: argparse.Namespace) -> int:
     """``--workers N`` / ``--devices``: run ``cfg`` with worker processes, then summarize."""
+    from hpstudy.study.devices import parse_device_list
     from hpstudy.study.workers import WorkerPlan, run_workers
 
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-    plan = WorkerPlan.make(args.workers, devices, cfg.train.device)
+    devices = parse_device_list(args.devices) if args.devices is not None else None
+    count = args.workers if args.workers is not None else len(devices or ["one"])
+    if devices is not None and len(devices) > count > 0:
+        raise UserError(f"--devices lists {len(devices)} devices but --workers {count} starts only {count}; give "
+                        f"--workers {len(devices)} (or more: they take the devices round-robin), or fewer devices")
+    plan = WorkerPlan.make(count, devices, cfg.train.device)
     return _run_and_summarize(console, lambda observer: run_workers(cfg, plan, observer=observer), cfg.storage, args)
 
 
@@ -328,6 +388,11 @@ def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
     resume = f"hpstudy resume --study-name {result.study_name}{storage_option(result.storage)}"
     if quiet:
         console = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
+    if result.worker_failures:
+        more = f"; continue with: {resume}{result.resume_flags()}" if result.finished < result.target else ""
+        print(f"hpstudy: {'; '.join(result.worker_failures)}; trials left running were queued again, and finished "
+              f"trials are kept{more}", file=sys.stderr)
+        return EXIT_FAILURE
     if result.interrupted:
         what = "Terminated (SIGTERM)" if result.stop_reason == "terminated" else "Interrupted"
         console.print(
@@ -342,7 +407,8 @@ def _exit_code(console: Console, result: Any, *, quiet: bool = False) -> int:
 
 
 def _worker_flags(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--workers", type=int, default=1, help="worker processes sharing the storage (default 1)")
+    command.add_argument("--workers", type=int, help="worker processes sharing the storage (default: one per "
+                         "--devices entry, else 1)")
     command.add_argument("--devices", help="comma-separated devices given to workers round-robin, e.g. cuda:0,cuda:1")
 
 
@@ -351,6 +417,9 @@ def _cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from hpstudy.study.runner import resume_study
     from hpstudy.study.workers import end_with_supervisor
 
+    if args.worker_index is not None and not 0 <= args.worker_index <= MAX_WORKER_INDEX:
+        raise UserError(f"--worker-index {quote(args.worker_index)} is out of range; give a whole number from 0 to "
+                        f"{MAX_WORKER_INDEX} (it only tells workers apart for seeding), or leave it out")
     end_with_supervisor()
     index = args.worker_index if args.worker_index is not None else os.getpid()
     view = None if args.quiet else ProgressView(console)

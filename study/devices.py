@@ -1,14 +1,48 @@
-"""Resolving the configured device name ("auto", "cpu", "cuda", "cuda:N") to a torch.device."""
+"""Resolving the configured device name ("auto", "cpu", "mps", "cuda", "cuda:N") to a torch.device,
+and checking a ``--devices`` list, before anything is created."""
 
 from __future__ import annotations
 
+import re
+
 import torch
 
-from hpstudy.study.errors import UserError
+from hpstudy.study.errors import UserError, quote
+
+DEVICE_NAMES = "auto, cpu, mps, cuda or cuda:N"
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(?::\d{1,4})?")
+def check_device_name(name: str, *, source: str = "device") -> None:
+    """UserError unless ``name`` is one of the device names hpstudy trains on (``DEVICE_NAMES``),
+    whole: a name torch does not know (``tpu9``), one it knows but cannot train on (``meta``), or
+    one with anything around it (``'cpu\\n'``) is refused before torch sees it."""
+    if not isinstance(name, str) or _DEVICE_NAME.fullmatch(name) is None:
+        raise UserError(f"{source} {quote(name)} is not a device hpstudy trains on; use {DEVICE_NAMES}")
+
+
+def parse_device_list(text: str) -> list[str]:
+    """The devices of ``--devices`` (comma-separated), each checked and resolvable on this machine;
+    UserError for an empty list or entry, or a device listed twice (one worker per entry,
+    round-robin: ``--workers`` gives a device several)."""
+    names = [part.strip() for part in text.split(",")]
+    if not any(names):
+        raise UserError(f"--devices {quote(text)} names no device; list them separated by commas, e.g. cuda:0,cuda:1")
+    if not all(names):
+        raise UserError(f"--devices {quote(text)} has an empty entry; list devices separated by single commas, "
+                        "e.g. cuda:0,cuda:1")
+    for name in names:
+        check_device_name(name, source="--devices entry")
+        resolve_device(name)
+    twice = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if twice is not None:
+        raise UserError(f"--devices lists {quote(twice)} twice; list each device once (--workers N puts several "
+                        "workers on the devices, round-robin)")
+    return names
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch.device for ``name``; ``auto`` picks CUDA when present. UserError when it is absent."""
+    """The torch.device for ``name``; ``auto`` picks CUDA when present. UserError when the name is
+    not one hpstudy trains on, or the device is absent."""
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

@@ -12,7 +12,7 @@ import torch
 
 from hpstudy.study.errors import UserError
 from hpstudy.study.runner import run_study
-from hpstudy.study.workers import WorkerPlan, _why_workers_stopped
+from hpstudy.study.workers import WORKERS_FAILED, WorkerPlan, _why_workers_stopped, worker_failures
 
 
 def test_devices_are_assigned_round_robin():
@@ -61,5 +61,6 @@ def test_the_run_says_why_its_workers_stopped(quick_config):
     stopped = [_exited(0), _exited(130)]
     assert _why_workers_stopped(more, stopped, study, received=[signal.SIGINT]) == "interrupted"
     assert _why_workers_stopped(more, stopped, study, received=[signal.SIGINT, signal.SIGTERM]) == "terminated"
-    with pytest.raises(RuntimeError, match=r"1 worker\(s\) failed \(exit codes \[1\]\)"):
-        _why_workers_stopped(more, [_exited(0), _exited(1)], study, received=[])
+    failed = [_exited(0), _exited(1)]  # on its own: the run failed, and says how (``worker_failures``)
+    assert _why_workers_stopped(more, failed, study, received=[]) == WORKERS_FAILED
+    assert worker_failures(failed) == (f"worker 2 (pid {failed[1].pid}) failed with exit code 1",)
