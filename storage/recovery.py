@@ -98,7 +98,9 @@ def _proc_stat(pid: int) -> list[str] | None:
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry callback, minus the attrs of the failed attempt (worker, curve, ...)."""
+    """Optuna's retry callback, minus the attrs of the failed attempt (worker, curve, ...), and
+    never twice for one trial: a trial whose retry is queued already (by the process that ran it,
+    which was killed before it could mark the trial failed) gets no second one."""
 
     def __init__(self) -> None:
         with warnings.catch_warnings():
@@ -106,10 +108,18 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
             super().__init__()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if has_retry(study, trial.number):
+            return
         clean = copy.deepcopy(trial)
         clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
         clean.system_attrs = copy.deepcopy(trial.system_attrs)
         super().__call__(study, clean)
+
+
+def has_retry(study: optuna.Study, number: int) -> bool:
+    """True when a trial of ``study`` is the retry of trial ``number`` (the last in its retry
+    history), whatever its state."""
+    return any(t.system_attrs.get("retry_history", [None])[-1:] == [number] for t in study.get_trials(deepcopy=False))
 
 
 def fail_and_retry(study: optuna.Study, trial: FrozenTrial) -> bool:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -21,10 +22,13 @@ from optuna.trial import FrozenTrial
 
 from hpstudy.search_spaces.hyperparams import Hyperparams
 from hpstudy.storage.engine import params_in_one_write
+from hpstudy.storage.recovery import RetryStaleTrial
+from hpstudy.storage.urls import parse_storage_url, storage_option
 from hpstudy.study import trial_attrs
-from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter, cpu_copy
+from hpstudy.study.checkpoints import BadCheckpoint, CheckpointStore, CheckpointWriteError, CheckpointWriter, cpu_copy
 from hpstudy.study.config import StudyConfig, TrainSection
 from hpstudy.study.data import Splits
+from hpstudy.study.errors import shorten
 from hpstudy.study.models import build_model
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
@@ -41,7 +45,19 @@ from hpstudy.study.training import (
 )
 
 ModelFactory = Callable[..., torch.nn.Module]
+Restored = TypeVar("Restored")
 OUT_OF_MEMORY = (torch.cuda.OutOfMemoryError, MemoryError)
+#: What torch's CPU allocator (and a device's, where it raises a bare RuntimeError) says when an
+#: allocation fails.
+OUT_OF_MEMORY_WORDS = ("can't allocate memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` is a failed memory allocation: CUDA's, Python's, or the RuntimeError of
+    torch's CPU allocator."""
+    if isinstance(exc, OUT_OF_MEMORY):
+        return True
+    return type(exc) is RuntimeError and any(words in str(exc) for words in OUT_OF_MEMORY_WORDS)
 
 
 def trial_seed(study_seed: int, trial_number: int, repeat: int | None = None) -> int:
@@ -181,6 +197,79 @@ def checkpoint_of(attempt: Attempt, state: dict[str, Any], *, metric: str) -> di
     }
 
 
+#: What a checkpoint dict holds (``checkpoint_of``), and the training state within it.
+CHECKPOINT_KEYS = ("training", "curve", "scores", "best_epoch", "best_score", "best_accuracy")
+TRAINING_KEYS = ("model", "optimizer", "generator", "torch_rng")
+
+
+def checked_checkpoint(saved: dict[str, Any], *, epochs: int) -> str | None:
+    """What is wrong with checkpoint ``saved`` of a trial of ``epochs`` epochs (a problem in a few
+    words), or None when it has ``checkpoint_of``'s form: a file that a damaged disk or another
+    program left checksum-sound but not a checkpoint is refused before any of it is used."""
+    missing = [key for key in CHECKPOINT_KEYS if key not in saved]
+    training = saved.get("training")
+    if missing or not isinstance(training, dict):
+        return f"not a checkpoint: no {', '.join(missing) or 'training state'}"
+    if any(key not in training for key in TRAINING_KEYS):
+        return "not a checkpoint: its training state is incomplete"
+    try:
+        curve = LearningCurve.from_dict(saved["curve"])
+        scores = [float(value) for value in saved["scores"]]
+    except (TypeError, ValueError, AttributeError):
+        return "not a checkpoint: its learning curve is malformed"
+    if not 1 <= len(curve) <= epochs or len(scores) != len(curve) or any(
+            len(values) != len(curve) for values in curve.to_dict().values()):
+        return f"not a checkpoint of this trial: {len(curve)} epochs recorded of {epochs}"
+    return None
+
+
+def discard_bad_checkpoint(store: CheckpointStore, lineage: int, problem: BadCheckpoint, *, trial_number: int) -> None:
+    """Say in one line that the checkpoint of ``lineage`` cannot be used and that trial
+    ``trial_number`` starts again from epoch 0 (its params kept), and delete the file: it would
+    be refused again, and the new attempt writes its own."""
+    retry = f" (retry of trial {lineage})" if lineage != trial_number else ""
+    print(f"hpstudy: warning: {problem}; trial {trial_number}{retry} starts again from epoch 0",
+          file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a folder in its place, say: the write that replaces it says so
+        store.remove(lineage)
+
+
+def restore_checkpoint(
+    store: CheckpointStore, lineage: int, restore: Callable[[dict[str, Any]], Restored], *, epochs: int, trial_number: int,
+) -> tuple[dict[str, Any], Restored] | None:
+    """The checkpoint of ``lineage`` (checksum and form verified) and what ``restore`` made of it
+    (a model built and restored from it, a pack member), or None when there is none, or when it
+    cannot be used: then one line says so, the file is deleted, and the trial starts from epoch 0
+    with its params. A checkpoint never costs the trial."""
+    try:
+        saved = store.load(lineage)
+        if saved is None:
+            return None
+        problem = checked_checkpoint(saved, epochs=epochs)
+        if problem is not None:
+            raise BadCheckpoint(store.path(lineage), problem)
+        try:
+            return saved, restore(saved)
+        except Exception as exc:  # noqa: BLE001 - shapes, keys or types that do not fit this trial
+            reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            raise BadCheckpoint(store.path(lineage), f"does not fit this trial: {reason}") from None
+    except BadCheckpoint as problem:
+        discard_bad_checkpoint(store, lineage, problem, trial_number=trial_number)
+        return None
+
+
+def resume_command(cfg: StudyConfig) -> str:
+    """The command that continues ``cfg``'s study (storage password masked)."""
+    return f"hpstudy resume --study-name {cfg.study.name}{storage_option(parse_storage_url(cfg.storage).display())}"
+
+
+def queue_cut_trial(study: optuna.Study, backend: Any, trial_id: int) -> None:
+    """Queue the retry of a trial a failed checkpoint write is about to end (Optuna then marks it
+    failed): it continues from the last checkpoint that made it to disk. Queued first, so a kill
+    in between leaves a trial that recovery fails without queuing it twice."""
+    RetryStaleTrial()(study, backend.get_trial(trial_id))
+
+
 def resume_attempt(attempt: Attempt, saved: dict[str, Any], reporter: EpochReporter) -> None:
     """Continue ``attempt`` from checkpoint ``saved``: its curve and best epoch, and its scores
     reported again under this trial (the training state is the caller's to restore)."""
@@ -290,15 +379,16 @@ class Objective:
         out_of_memory = None
         try:
             self._train(trial, attempt, reporter)
-        except OUT_OF_MEMORY as exc:
-            out_of_memory = f"out of memory at epoch {len(attempt.curve) + 1}: {str(exc).splitlines()[0][:200]}"
         except optuna.TrialPruned:
             self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=False)
             raise
         except BaseException as exc:
-            attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {len(attempt.curve) + 1}"
-            self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=True)  # a retry continues from it
-            raise
+            if is_out_of_memory(exc):
+                out_of_memory = f"out of memory at epoch {len(attempt.curve) + 1}: {shorten(str(exc), limit=200)}"
+            else:
+                attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {len(attempt.curve) + 1}"
+                self._finish(trial, trial_id, attempt, reporter, keep_checkpoint=True)  # a retry continues from it
+                raise
         if out_of_memory is not None:  # outside the except block, so the traceback's tensors are gone
             self._free_memory()
             attempt.end_reason = out_of_memory
@@ -313,11 +403,24 @@ class Objective:
     # ------------------------------------------------------------ training
 
     def _train(self, trial: optuna.Trial, attempt: Attempt, reporter: EpochReporter) -> None:
-        hp = attempt.hp
         policy = CheckpointPolicy(every_epochs=self.cfg.train.checkpoint_every)
         with attempt.timed("setup"):
-            model, optimizer, parts = self._build(attempt)
-            self._resume(trial, attempt, reporter, model, optimizer, parts)
+            model, optimizer, parts = self._resume(trial, attempt, reporter) or self._build(attempt)
+        with self._stopped_by_the_disk(trial):
+            self._fit(trial, attempt, reporter, model, optimizer, parts, policy)
+
+    def _fit(
+        self,
+        trial: optuna.Trial,
+        attempt: Attempt,
+        reporter: EpochReporter,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        parts: TrainingParts,
+        policy: CheckpointPolicy,
+    ) -> None:
+        """Train epoch by epoch from where the attempt stands: report, checkpoint, prune."""
+        hp = attempt.hp
         for result in self._epochs(model, optimizer, hp, parts, start_epoch=len(attempt.curve) + 1):
             attempt.timing["train"] += result.train_seconds
             attempt.timing["validate"] += result.val_seconds
@@ -384,23 +487,38 @@ class Objective:
     # ------------------------------------------------------------ checkpoints
 
     def _resume(
-        self,
-        trial: optuna.Trial,
-        attempt: Attempt,
-        reporter: EpochReporter,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        parts: TrainingParts,
-    ) -> None:
-        """Continue from the lineage's checkpoint, if any: restore state and re-report its epochs."""
+        self, trial: optuna.Trial, attempt: Attempt, reporter: EpochReporter
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts] | None:
+        """The model, optimizer and parts restored from the lineage's checkpoint, its epochs
+        re-reported; None when there is no usable checkpoint (then training starts afresh)."""
         if self.checkpoints is None:
-            return
-        saved = self.checkpoints.load(attempt.lineage)
-        if saved is None:
-            return
-        restore_training_state(saved["training"], model, optimizer, parts)
+            return None
+        resumed = restore_checkpoint(self.checkpoints, attempt.lineage, lambda saved: self._restored(attempt, saved),
+                                     epochs=attempt.hp.epochs, trial_number=trial.number)
+        if resumed is None:
+            return None
+        saved, restored = resumed
         resume_attempt(attempt, saved, reporter)
         trial.set_user_attr(trial_attrs.RESUMED_FROM, {"trial": attempt.lineage, "epoch": attempt.resumed_from})
+        return restored
+
+    def _restored(
+        self, attempt: Attempt, saved: dict[str, Any]
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingParts]:
+        model, optimizer, parts = self._build(attempt)
+        restore_training_state(saved["training"], model, optimizer, parts)
+        return model, optimizer, parts
+
+    @contextlib.contextmanager
+    def _stopped_by_the_disk(self, trial: optuna.Trial) -> Iterator[None]:
+        """A checkpoint the disk refused ends the run as the README says: the trial is queued again
+        (it continues from its last checkpoint on disk) and the error says which file, why and how
+        to go on. Optuna marks the trial failed as the error passes."""
+        try:
+            yield
+        except CheckpointWriteError as exc:
+            queue_cut_trial(self.study, self.backend, trial._trial_id)  # noqa: SLF001 - storage calls take the id
+            raise exc.stopped([trial.number], resume=resume_command(self.cfg)) from None
 
     def _checkpoint(self, attempt: Attempt, state: dict[str, Any]) -> None:
         assert self.checkpoints is not None and self.writer is not None
@@ -414,8 +532,8 @@ class Objective:
         with attempt.timed("record"):
             reporter.flush()
             if self.checkpoints is not None and self.writer is not None:
-                if keep_checkpoint:
-                    self.writer.flush()
+                if keep_checkpoint:  # a write that failed leaves the one before: the retry goes on from it
+                    self.writer.flush(raise_errors=False)
                 else:
                     self.writer.discard(self.checkpoints.path(attempt.lineage))
         self._set_attrs(trial, trial_id, attempt.record())

@@ -30,14 +30,16 @@ from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits
 from hpstudy.study.errors import UserError
 from hpstudy.study.interrupts import CleanupShield
-from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriter
+from hpstudy.study.checkpoints import CheckpointStore, CheckpointWriteError, CheckpointWriter
 from hpstudy.study.objective import (
     Attempt,
     CheckpointPolicy,
     begin_attempt,
     checkpoint_of,
     keep_if_best,
+    restore_checkpoint,
     resume_attempt,
+    resume_command,
     schedule_of,
     start_attrs,
 )
@@ -123,7 +125,9 @@ class PackedRun:
                     self._after_epoch(self._entry(member), result)
         except BaseException as exc:
             with CleanupShield(what="queuing the packed trials again"):
-                self._abandon(exc)
+                cut = self._abandon(exc)
+            if isinstance(exc, CheckpointWriteError):  # the disk refused a checkpoint: say how to go on
+                raise exc.stopped(cut, resume=resume_command(self.cfg)) from None
             raise
         finally:
             heartbeats.stopped.set()
@@ -161,24 +165,33 @@ class PackedRun:
         self.backend.set_trial_user_attrs(trial_id, start_attrs(attempt, device=self.device))
         self.completed.refresh()
         reporter = EpochReporter(self.study, trial, trial_id=trial_id, backend=self.backend, completed=self.completed)
-        resume = self._resume(trial_id, attempt, reporter)
-        stopping, plateau = schedule_of(self.cfg.train, hp)
-        member = self.trainer.add(trial.number, hp, seed=attempt.seed, early_stopping=stopping, plateau=plateau,
-                                  resume=resume)
+        member = self._add_member(trial, trial_id, attempt, reporter)
         policy = CheckpointPolicy(every_epochs=self.cfg.train.checkpoint_every)
         self.held[trial.number] = _Held(trial, trial_id, member, attempt, reporter, policy)
         attempt.timing["sample"] = time.perf_counter() - began
 
-    def _resume(self, trial_id: int, attempt: Attempt, reporter: EpochReporter) -> tuple[dict[str, Any], int] | None:
-        """The lineage's checkpoint (written packed or alone) as the pack's ``resume``, if any."""
-        saved = self.checkpoints.load(attempt.lineage) if self.checkpoints is not None else None
-        if saved is None:
-            return None
+    def _add_member(self, trial: optuna.Trial, trial_id: int, attempt: Attempt, reporter: EpochReporter) -> Member:
+        """Put the trial in the pack, continuing the lineage's checkpoint (written packed or alone)
+        when there is a usable one; else (none, or one that cannot be used) from epoch 0."""
+        stopping, plateau = schedule_of(self.cfg.train, attempt.hp)
+
+        def add(resume: tuple[dict[str, Any], int] | None) -> Member:
+            return self.trainer.add(trial.number, attempt.hp, seed=attempt.seed, early_stopping=stopping,
+                                    plateau=plateau, resume=resume)
+
+        resumed = None
+        if self.checkpoints is not None:
+            resumed = restore_checkpoint(self.checkpoints, attempt.lineage,
+                                         lambda saved: add((saved["training"], len(saved["scores"]))),
+                                         epochs=attempt.hp.epochs, trial_number=trial.number)
+        if resumed is None:
+            return add(None)
+        saved, member = resumed
         resume_attempt(attempt, saved, reporter)
         self.backend.set_trial_user_attrs(
             trial_id, {trial_attrs.RESUMED_FROM: {"trial": attempt.lineage, "epoch": attempt.resumed_from}}
         )
-        return saved["training"], attempt.resumed_from
+        return member
 
     def _checkpoint(self, entry: _Held, result: EpochResult) -> None:
         """Write the member's checkpoint when its policy says one is due (never after its last epoch:
@@ -247,8 +260,10 @@ class PackedRun:
             self.stop_reason = "grid exhausted"
             return self.backend.get_trial(entry.trial_id)
 
-    def _abandon(self, exc: BaseException) -> None:
-        """End every held trial as failed after an interrupt or an error, and queue it again."""
+    def _abandon(self, exc: BaseException) -> list[int]:
+        """End every held trial as failed after an interrupt or an error, and queue it again; the
+        numbers of the trials it ended."""
+        cut = sorted(self.held)
         for entry in list(self.held.values()):
             entry.attempt.end_reason = f"stopped by {type(exc).__name__} at epoch {entry.member.epoch}"
             try:
@@ -262,5 +277,6 @@ class PackedRun:
         started = started_but_unfinished(self.backend)  # asked, but interrupted before it was held
         if started is not None:
             fail_and_retry(self.study, started)
-        if self.writer is not None:
-            self.writer.flush()  # the retries continue from these checkpoints
+        if self.writer is not None:  # the retries continue from these checkpoints (or, where a write
+            self.writer.flush(raise_errors=False)  # failed, from the one before)
+        return cut

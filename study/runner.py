@@ -10,6 +10,7 @@ with the same params, so the next run retries it from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -23,7 +24,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpstudy.storage.engine import Heartbeat, open_storage
+from hpstudy.storage.engine import Heartbeat, StorageUnavailable, open_storage
 from hpstudy.storage.recovery import (
     RetryStaleTrial,
     WorkerIdentity,
@@ -42,7 +43,7 @@ from hpstudy.storage.stored_config import (
 from hpstudy.storage.studies import find_study, load_existing_study
 from hpstudy.storage.urls import StorageLocation, parse_storage_url
 from hpstudy.study import trial_attrs
-from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, CheckpointWriter
+from hpstudy.study.checkpoints import BEST_MODEL_NAME, CheckpointStore, CheckpointWriter, check_checkpoint_root
 from hpstudy.study.config import StudyConfig
 from hpstudy.study.data import Splits, load_splits
 from hpstudy.study.devices import describe_device, resolve_device
@@ -83,6 +84,7 @@ class RunResult:
     budget_epochs: int | None = None  # ``study.budget_epochs``
     epochs_run: int = 0  # by the study's finished trials, all runs together
     stored_limits: tuple[int, int | None] | None = None  # the stored config's n_trials and budget_epochs
+    worker_failures: tuple[str, ...] = ()  # how each worker of ``run --workers`` that failed on its own ended
 
     def resume_flags(self) -> str:
         """The ``resume`` flags that go on with this run's work: its target and budget where they
@@ -127,6 +129,8 @@ def prepare_run(cfg: StudyConfig) -> tuple[StorageLocation, torch.device, Splits
     study's config, the data. Returns what the run needs."""
     location = parse_storage_url(cfg.storage)
     device = resolve_device(cfg.train.device)
+    if cfg.train.checkpoints:  # before anything is created: a run must not find out after its first trial
+        check_checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path)
     existing = find_study(location, cfg.study.name)
     if existing is not None:
         check_same_config(existing, cfg)
@@ -147,6 +151,8 @@ def resume_study(
     location = parse_storage_url(storage_url)
     cfg = resumed_config(storage_url=storage_url, study_name=study_name, overrides=overrides)
     device = resolve_device(cfg.train.device)
+    if cfg.train.checkpoints:
+        check_checkpoint_root(cfg.train.checkpoint_dir, location.sqlite_path)
     splits = load_splits(cfg.data, seed=cfg.study.seed)
     return _run(cfg, location=location, device=device, splits=splits, observer=observer, worker_index=worker_index)
 
@@ -268,8 +274,12 @@ def _optimize(
                 with driver.shield:  # engaged already when the objective had the trial
                     _requeue_interrupted(study, backend, driver.current_trial)
         except Exception as exc:
-            run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
-            raise
+            outage = storage_outage(exc)
+            if outage is None:
+                run_record.finish(study, stop_reason=f"error: {exc!r}"[:500], trials=driver.calls)
+                raise
+            _requeue_after_outage(study, backend, driver)
+            raise outage from None  # not what Optuna's own handling of it raised next
         finally:
             if isinstance(driver, _AdmitWithinTarget):
                 driver.shield.release()  # after an error in Optuna's handling of an interrupt, say
@@ -401,6 +411,31 @@ def _requeue_interrupted(study: optuna.Study, backend: Any, number: int | None) 
         fail_and_retry(study, started)
 
 
+def storage_outage(exc: BaseException) -> StorageUnavailable | None:
+    """The ``StorageUnavailable`` that ``exc`` is or was raised while handling, if any. Optuna ends
+    a trial in ``try``/``finally`` blocks that read and write the storage again: when it is away,
+    the error that leaves ``study.optimize`` is Optuna's own (``UnboundLocalError``,
+    ``AssertionError: Should not reach``), raised while handling the outage."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageUnavailable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _requeue_after_outage(study: optuna.Study, backend: Any, driver: _AdmitWithinTarget | PackedRun) -> None:
+    """After the storage went away, queue again the trial this process was in, if the storage has
+    come back (a pack has queued its trials again already, as far as it could). Otherwise the
+    trial stays RUNNING and the next run recovers it (its process is gone by then)."""
+    if not isinstance(driver, _AdmitWithinTarget):
+        return
+    with contextlib.suppress(StorageUnavailable):
+        _requeue_interrupted(study, backend, driver.current_trial)
+
+
 class _SurplusTrial(Exception):
     """A trial that started after other workers had already filled the target."""
 
@@ -427,6 +462,8 @@ class _AdmitWithinTarget:
         except KeyboardInterrupt:
             self.shield.engage()  # Optuna fails the trial next; a second Ctrl-C must not cut that short
             raise
+        except StorageUnavailable:
+            raise  # the trial is still this run's to queue again, once the storage is back
         except BaseException:
             self.current_trial = None
             raise
@@ -485,10 +522,16 @@ class _StopRule:
             study.stop()
 
 
+def reason_to_stop(cfg: StudyConfig, study: optuna.Study) -> str | None:
+    """Why ``study`` should start no further trial under ``cfg`` (its target, counting running
+    trials; its grid; its epoch budget), or None while it has work left."""
+    return _StopRule.from_config(cfg).reason_to_stop(study)
+
+
 def why_study_stopped(cfg: StudyConfig, study: optuna.Study) -> str:
     """Why ``study`` stopped, once the processes that ran it have all ended on their own: its
     target, its grid or its epoch budget; otherwise ``study.timeout`` ran out."""
-    reason = _StopRule.from_config(cfg).reason_to_stop(study)
+    reason = reason_to_stop(cfg, study)
     if reason is None:
         return "timeout" if cfg.study.timeout is not None else "target reached"
     return reason

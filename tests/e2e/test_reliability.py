@@ -263,3 +263,54 @@ def test_kill_9_on_run_workers_ends_its_workers_too(tmp_path):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
 
     wait_until(lambda: all(gone(pid) for pid in workers), timeout=60)
+
+
+def test_chaos_damaged_checkpoints_and_a_full_disk_lose_nothing(tmp_path, monkeypatch, capsys):
+    """kill -9, then the checkpoint it left is damaged (bit flips, then a cut); then the disk under
+    the checkpoints (a real 1 MB file system) fills up. Each retry says which file it could not use
+    and starts that trial again from epoch 0; the full disk ends its run with one line (exit 2) and
+    queues the trial again; once there is room the study completes: no finished trial lost, every
+    cut trial retried, no traceback."""
+    from hpstudy.storage.recovery import has_retry
+    from hpstudy.study.cli import main
+    from tests.helpers.tmpfs import fill, small_tmpfs
+    from tests.study_tests.test_checkpoint_integrity import DAMAGE
+
+    url = f"sqlite:///{tmp_path / 'hpstudy.db'}"
+    with small_tmpfs(tmp_path / "ck") as folder:
+        config = slow_config(tmp_path, name="rot", n_trials=2, epochs=8)
+        config.write_text(config.read_text().replace("checkpoint_every: 1}", f"checkpoint_every: 1, checkpoint_dir: {folder}}}"))
+        outputs, finished, kills = [], [0], 0
+        for kind in ("bit flips", "truncated"):
+            process = start(config, tmp_path)
+            began = time.time()
+            wait_until(lambda: process.poll() is not None or any(
+                p.stat().st_mtime > began for p in folder.glob("rot-*/trial-*.pt")), timeout=60)
+            if process.poll() is None:
+                process.kill()
+                kills += 1
+            outputs.append(process.communicate()[1])
+            for path in folder.glob("rot-*/trial-*.pt"):
+                DAMAGE[kind](path)
+            finished.append(sum(t.state in FINISHED for t in trials(url, "rot")))
+            assert finished[-1] >= finished[-2], "a finished trial was lost"
+        monkeypatch.chdir(tmp_path)  # the last two runs in process: the kills needed real processes
+        capsys.readouterr()
+        filler = fill(folder)
+        assert main(["resume", "--study-name", "rot", "--no-report"]) == 2
+        outputs.append(capsys.readouterr().err)
+        assert outputs[-1].strip().splitlines()[-1].startswith("hpstudy: error: disk full at "), outputs[-1]
+        filler.unlink()
+        assert main(["resume", "--study-name", "rot", "--no-report"]) == 0
+        outputs.append(capsys.readouterr().err)
+    final = trials(url, "rot")
+    assert sum(t.state in FINISHED for t in final) == 2 >= max(finished)
+    assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    study = optuna.load_study(study_name="rot", storage=url)
+    cut = [t.number for t in final if t.state == TrialState.FAIL]
+    assert cut and all(has_retry(study, number) for number in cut), "every cut trial retried"
+    assert not [text for text in outputs if "Traceback" in text]
+    warned = sum(text.count("starts again from epoch 0") for text in outputs)
+    assert warned >= 1
+    print(f"chaos (checkpoints): {kills} kills, 2 damaged checkpoints, 1 full disk, {len(cut)} cut trials all "
+          f"retried, {warned} damaged checkpoints refused, finished per round {finished}, lost 0, tracebacks 0")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import resource
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -145,6 +147,34 @@ def test_out_of_memory_prunes_the_trial_and_the_study_goes_on(quick_config):
     assert trials[0].user_attrs[trial_attrs.END_REASON].startswith("out of memory at epoch")
     assert "Tried to allocate" in trials[0].user_attrs[trial_attrs.END_REASON]
     assert result.finished == 3
+
+
+CPU_OUT_OF_MEMORY = """
+import resource, sys
+from pathlib import Path
+import torch  # mapped before the limit
+from hpstudy.study.cli import main
+size = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 600 * 2**20, size + 600 * 2**20))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_cpu_allocation_that_fails_prunes_the_trial(tmp_path):
+    """Torch's CPU allocator says so with a bare RuntimeError: that is out of memory too (a
+    process with 600 MB of address space left, a model whose weights alone take 576 MB)."""
+    (tmp_path / "oom.yaml").write_text(
+        "study: {name: oom, n_trials: 1}\ndata: {train_subset: 200, val_subset: 100}\n"
+        "train: {device: cpu, checkpoints: false}\n"
+        "search_space: {epochs: 1, n_layers: 2, hidden_units: 12000, lr: 0.01, batch_size: [64]}\n")
+    url = f"sqlite:///{tmp_path / 'oom.db'}"
+    done = subprocess.run([sys.executable, "-c", CPU_OUT_OF_MEMORY, "run", str(tmp_path / "oom.yaml"),
+                           "--storage", url, "--no-report"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    [trial] = optuna.load_study(study_name="oom", storage=url).get_trials()
+    assert trial.state == TrialState.PRUNED
+    assert "can't allocate memory" in trial.user_attrs[trial_attrs.END_REASON]
 
 
 @pytest.mark.parametrize("pack", [1, 3])
