@@ -92,8 +92,8 @@ def _fmt(number: float) -> str:
 
 #: Ceilings: values beyond them are typos, or would overflow the 32-bit floats a model trains in,
 #: build a model no machine holds, or never finish.
-FLOAT_CEILING = 1e6
-_FLOAT_REASON = "beyond which 32-bit training overflows"
+FLOAT_CEILING = 1e10
+_FLOAT_REASON = "far beyond any value that trains (a typo?)"
 INT_CEILING = 2**31 - 1
 _INT_REASON = "the largest 32-bit integer"
 _BATCH_CEILING = 2**20

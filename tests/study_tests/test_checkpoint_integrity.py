@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,14 @@ class FillDiskAt:
         if module.training:
             self.calls += 1
             if self.calls == self.step:
+                self._wait_for_a_checkpoint_on_disk()  # the writer thread may still hold epoch 2's
                 self.filler = fill(self.folder)
+
+    def _wait_for_a_checkpoint_on_disk(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(self.folder.rglob("trial-*.pt")):
+            assert time.monotonic() < deadline, "no checkpoint reached the disk"
+            time.sleep(0.01)
 
 
 RESUME_HINT = r"then `hpstudy resume --study-name quick --storage sqlite:///\S+` continues from the last checkpoint$"

@@ -178,9 +178,9 @@ def test_a_seed_out_of_range_is_the_seeds_fault():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("search_space.lr=1e300", "search_space.lr: must be at most 1000000"),
-    ("search_space.lr={low: 1e-5, high: 1e300}", "search_space.lr.high: must be at most 1000000"),
-    ("search_space.weight_decay=[0, 1e40]", "search_space.weight_decay: must be at most 1000000"),
+    ("search_space.lr=1e300", "search_space.lr: must be at most 10000000000"),
+    ("search_space.lr={low: 1e-5, high: 1e300}", "search_space.lr.high: must be at most 10000000000"),
+    ("search_space.weight_decay=[0, 1e40]", "search_space.weight_decay: must be at most 10000000000"),
     ("search_space.dropout={low: 0, high: 0.5, step: .inf}", "search_space.dropout.step: must be a finite positive number (got inf)"),
     ("search_space.epochs={low: 1, high: 5, step: .nan}", "search_space.epochs.step: must be a finite positive number (got nan)"),
     ("search_space.dropout={low: 0, high: 0.5, step: 5e-324}", "into more than 1e+15 steps"),
