@@ -71,6 +71,7 @@ MAX_EPOCHS = 100_000
 MAX_SECONDS = 10 * 365 * 24 * 3600  # ten years
 MAX_SEED = 2**32 - 1
 MAX_PACK = 1_024
+MAX_THREADS = 1_024
 MAX_COUNT = 2**31 - 1
 
 
@@ -188,7 +189,8 @@ class SchedulerConfig(_Section):
 
 class TrainSection(_Section):
     """How each trial trains: device, evaluation batch, mixed precision (``amp``), ``torch.compile``,
-    channels-last CNNs (``auto``: on CUDA), early stopping, LR schedule, checkpoints
+    channels-last CNNs (``auto``: on CUDA), CPU threads (``auto``: measured per trial, see
+    ``threads.py``; a number fixes them), early stopping, LR schedule, checkpoints
     (``checkpoint_every`` epochs, or None: as often as 2 % of the training time allows;
     ``checkpoint_dir`` defaults to ``<sqlite file>.checkpoints`` beside a SQLite store, else
     ``$XDG_STATE_HOME/hpstudy/checkpoints``, ``~/.local/state/...``)."""
@@ -200,6 +202,7 @@ class TrainSection(_Section):
     compile: bool = False
     channels_last: Literal["auto", "on", "off"] = "auto"
     pack: _up_to(MAX_PACK) = 1  # type: ignore[valid-type]
+    threads: Literal["auto"] | _up_to(MAX_THREADS) = "auto"  # type: ignore[valid-type]
     checkpoints: bool = True
     checkpoint_every: _up_to(MAX_EPOCHS) | None = None  # type: ignore[valid-type]
     checkpoint_dir: str | None = None

@@ -32,6 +32,7 @@ from hpstudy.study.errors import shorten
 from hpstudy.study.models import build_model
 from hpstudy.study.optimizers import build_optimizer
 from hpstudy.study.reporting import CompletedTrials, EpochReporter
+from hpstudy.study.threads import ThreadTuner, can_probe, training_step_probe
 from hpstudy.study.training import (
     EarlyStopping,
     EpochResult,
@@ -115,6 +116,7 @@ class Attempt:
     best_accuracy: float | None = None
     end_reason: str = "completed"
     resumed_from: int = 0
+    threads: int | None = None  # CPU threads it trained with
     started: float = field(default_factory=time.perf_counter)
     timing: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
@@ -152,6 +154,8 @@ class Attempt:
             attrs[trial_attrs.BEST_EPOCH] = self.best_epoch
             attrs[trial_attrs.VAL_ACCURACY] = self.best_accuracy
         attrs[trial_attrs.TIMING] = self.timing_record()
+        if self.threads is not None:
+            attrs[trial_attrs.THREADS] = self.threads
         return attrs
 
 
@@ -360,6 +364,8 @@ class Objective:
         self.worker = worker
         self.model_factory = model_factory
         self.completed = CompletedTrials(study)
+        threads = cfg.train.threads
+        self.threads = ThreadTuner(setting=None if threads == "auto" else threads, available=torch.get_num_threads())
         warm_up()
         self._maximize = cfg.study.direction == "maximize"
 
@@ -454,6 +460,7 @@ class Objective:
             hp, kind=self.cfg.model.kind, input_shape=self.splits.input_shape, n_classes=self.splits.n_classes
         ).to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         optimizer = build_optimizer(model, hp)
+        attempt.threads = self._choose_threads(model, hp)
         if train_cfg.compile:
             model = torch.compile(model)
         stopping, plateau = schedule_of(train_cfg, hp)
@@ -462,6 +469,21 @@ class Objective:
         generator = torch.Generator(device=self.device).manual_seed(attempt.seed)
         parts = TrainingParts(generator, scheduler, early_stopping, Precision.make(train_cfg.amp, self.device))
         return model, optimizer, parts
+
+    def _choose_threads(self, model: torch.nn.Module, hp: Hyperparams) -> int | None:
+        """Set the CPU threads this trial trains with (``train.threads``), timing a few steps on a
+        copy of ``model`` when they are ``auto``. None on a GPU, where they do not matter."""
+        if self.device.type != "cpu":
+            return None
+        splits = self.splits
+        if not (can_probe(model) and len(splits.x_train) >= 2):
+            return self.threads.apply(None)
+
+        def probe() -> Callable[[], None]:
+            return training_step_probe(model, lambda scratch: build_optimizer(scratch, hp), splits.x_train,
+                                       splits.y_train, batch_size=max(2, hp.batch_size))
+
+        return self.threads.apply(probe)
 
     def _epochs(
         self,

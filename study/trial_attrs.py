@@ -20,6 +20,7 @@ VAL_ACCURACY = "val_accuracy"  # validation accuracy at the best epoch
 END_REASON = "end_reason"  # completed, early stopped, pruned, diverged, stopped by ...
 TRIAL_SEED = "trial_seed"
 DEVICE = "device"
+THREADS = "threads"  # CPU threads the trial trained with (train.threads, measured when auto)
 WORKER = "worker"  # {host, pid, started}: the process running the trial, to recognise a dead one
 RESUMED_FROM = "resumed_from"  # {trial, epoch}: the checkpoint a retried trial continued from
 TIMING = "timing"  # seconds per phase of the trial: train, validate, sample, setup, report_prune, checkpoint, record, total
